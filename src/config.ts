@@ -1,0 +1,108 @@
+import path from "node:path";
+
+/** What the preload does, read once from the environment at start-up. */
+export interface Config {
+  /** Absolute path of the CSV file. */
+  readonly logPath: string;
+  /** Extra hosts that count as the Mistral API: `host` (any port) or `host:port`. Lower case. */
+  readonly extraHosts: readonly string[];
+  /** Print each logged call to stderr. */
+  readonly verbose: boolean;
+  /** Load but observe nothing and create no file. */
+  readonly disabled: boolean;
+}
+
+/** A configuration read from the environment, with what was wrong in it. */
+export interface EnvConfig extends Config {
+  /** One line per invalid variable; the default was used instead. */
+  readonly warnings: readonly string[];
+}
+
+export const DEFAULT_LOG_FILE = "mistral_usage_log.csv";
+
+export const ENV = {
+  log: "MISTRAL_USAGE_LOG",
+  hosts: "MISTRAL_USAGE_HOSTS",
+  verbose: "MISTRAL_USAGE_VERBOSE",
+  disable: "MISTRAL_USAGE_DISABLE",
+} as const;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads the configuration from environment variables. Pure: no I/O, never throws. */
+export function configFromEnv(env: Env = process.env, cwd: string = process.cwd()): EnvConfig {
+  const warnings: string[] = [];
+
+  const rawLog = env[ENV.log];
+  let logFile = DEFAULT_LOG_FILE;
+  if (rawLog !== undefined && rawLog.trim() !== "") {
+    if (rawLog.includes("\0")) {
+      warnings.push(`${ENV.log} contains a NUL byte; using ${DEFAULT_LOG_FILE}`);
+    } else {
+      logFile = rawLog;
+    }
+  } else if (rawLog !== undefined) {
+    warnings.push(`${ENV.log} is empty; using ${DEFAULT_LOG_FILE}`);
+  }
+  const logPath = path.resolve(cwd, logFile);
+
+  const { hosts: extraHosts, invalid } = parseHosts(env[ENV.hosts] ?? "");
+  for (const entry of invalid) {
+    warnings.push(`${ENV.hosts}: ignoring "${entry}" (expected host or host:port, e.g. gateway.example.com or 127.0.0.1:8080)`);
+  }
+
+  const verbose = parseFlag(env, ENV.verbose, warnings);
+  const disabled = parseFlag(env, ENV.disable, warnings);
+
+  return { logPath, extraHosts, verbose, disabled, warnings };
+}
+
+function parseFlag(env: Env, name: string, warnings: string[]): boolean {
+  const raw = env[name];
+  if (raw === undefined) return false;
+  const value = raw.trim().toLowerCase();
+  if (value === "1" || value === "true" || value === "yes" || value === "on") return true;
+  if (value === "" || value === "0" || value === "false" || value === "no" || value === "off") return false;
+  warnings.push(`${name}="${raw}" is not 1 or 0; using 0`);
+  return false;
+}
+
+/**
+ * Parses `MISTRAL_USAGE_HOSTS`: comma-separated `host` or `host:port`, IPv6 in brackets
+ * (`[::1]:8080`); a bare IPv6 address without a port is accepted too. Results are normalised to
+ * lower case with IPv6 brackets kept, as `URL.host` spells them.
+ */
+export function parseHosts(raw: string): { hosts: string[]; invalid: string[] } {
+  const hosts: string[] = [];
+  const invalid: string[] = [];
+  for (const part of raw.split(",")) {
+    const entry = part.trim();
+    if (entry === "") continue;
+    const normalised = normaliseHost(entry);
+    if (normalised === undefined) invalid.push(entry);
+    else if (!hosts.includes(normalised)) hosts.push(normalised);
+  }
+  return { hosts, invalid };
+}
+
+function normaliseHost(entry: string): string | undefined {
+  // A bare IPv6 address ("::1") has colons but no brackets: give it brackets before parsing.
+  const candidate = !entry.startsWith("[") && entry.split(":").length > 2 ? `[${entry}]` : entry;
+  if (/[/?#@\s]/.test(candidate)) return undefined;
+  let url: URL;
+  try {
+    url = new URL(`http://${candidate}`);
+  } catch {
+    return undefined;
+  }
+  if (url.hostname === "") return undefined;
+  // URL drops the default port 80; keep what the user wrote so "host:80" still means port 80 only.
+  const explicitPort = /:(\d+)$/.exec(candidate)?.[1];
+  if (explicitPort !== undefined) {
+    const port = Number(explicitPort);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+    return `${url.hostname}:${port}`;
+  }
+  if (candidate.endsWith(":")) return undefined;
+  return url.hostname;
+}

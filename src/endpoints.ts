@@ -1,0 +1,129 @@
+/** Is this request a Mistral API call that reports token usage? Pure functions, no I/O. */
+
+export type EndpointKind =
+  | "chat"
+  | "fim"
+  | "agents"
+  | "embeddings"
+  | "moderations"
+  | "classifications"
+  | "conversations"
+  | "transcriptions"
+  | "speech";
+
+export interface Endpoint {
+  readonly kind: EndpointKind;
+  /**
+   * True where every successful response carries usage; a 2xx without it is then worth a warning.
+   * Moderations and classifications may omit it (the spec has none), non-streamed speech never has it.
+   */
+  readonly usageExpected: boolean;
+  /** The response may carry no model, so the request body's `model` is the fallback. */
+  readonly needsRequestModel: boolean;
+}
+
+const ENDPOINTS: Record<EndpointKind, Endpoint> = {
+  chat: { kind: "chat", usageExpected: true, needsRequestModel: false },
+  fim: { kind: "fim", usageExpected: true, needsRequestModel: false },
+  agents: { kind: "agents", usageExpected: true, needsRequestModel: false },
+  embeddings: { kind: "embeddings", usageExpected: true, needsRequestModel: false },
+  moderations: { kind: "moderations", usageExpected: false, needsRequestModel: false },
+  classifications: { kind: "classifications", usageExpected: false, needsRequestModel: false },
+  conversations: { kind: "conversations", usageExpected: true, needsRequestModel: true },
+  transcriptions: { kind: "transcriptions", usageExpected: true, needsRequestModel: false },
+  speech: { kind: "speech", usageExpected: false, needsRequestModel: true },
+};
+
+// The path must END with the endpoint; any prefix (a gateway's `/mistral/v1/...`) is allowed.
+// Conversations: start `/v1/conversations`, append `/v1/conversations/{id}`, restart `/v1/conversations/{id}/restart`.
+const PATH_PATTERN =
+  /\/v1\/(?:(chat\/completions)|(fim\/completions)|(agents\/completions)|(embeddings)|((?:chat\/)?moderations)|((?:chat\/)?classifications)|(conversations(?:\/[^/]+(?:\/restart)?)?)|(audio\/transcriptions)|(audio\/speech))\/?$/;
+
+const KIND_BY_GROUP: readonly EndpointKind[] = [
+  "chat",
+  "fim",
+  "agents",
+  "embeddings",
+  "moderations",
+  "classifications",
+  "conversations",
+  "transcriptions",
+  "speech",
+];
+
+/** Matches the path part of a request (query ignored) against the usage-bearing endpoints. */
+export function endpointForPath(pathWithQuery: string): Endpoint | undefined {
+  const end = pathWithQuery.search(/[?#]/);
+  const pathname = end === -1 ? pathWithQuery : pathWithQuery.slice(0, end);
+  const match = PATH_PATTERN.exec(pathname);
+  if (match === null) return undefined;
+  for (let group = 1; group < match.length; group++) {
+    if (match[group] !== undefined) return ENDPOINTS[KIND_BY_GROUP[group - 1]!];
+  }
+  return undefined;
+}
+
+/** Decides which hosts count as the Mistral API: `mistral.ai`, `*.mistral.ai`, and configured extras. */
+export class HostMatcher {
+  readonly #anyPort: ReadonlySet<string>;
+  readonly #exact: ReadonlySet<string>;
+  // Origins repeat (keep-alive clients talk to one or two); parsing a URL per request is avoidable work.
+  readonly #cache = new Map<string, boolean>();
+
+  constructor(extraHosts: readonly string[]) {
+    this.#anyPort = new Set(extraHosts.filter((h) => !/:\d+$/.test(h)));
+    this.#exact = new Set(extraHosts.filter((h) => /:\d+$/.test(h)));
+  }
+
+  /** `origin` like `https://api.mistral.ai` or `http://127.0.0.1:8080`. */
+  matchesOrigin(origin: string): boolean {
+    const cached = this.#cache.get(origin);
+    if (cached !== undefined) return cached;
+    let result = false;
+    try {
+      const url = new URL(origin);
+      result = this.matches(url.hostname, url.port === "" ? defaultPort(url.protocol) : url.port);
+    } catch {
+      result = false;
+    }
+    if (this.#cache.size >= 256) this.#cache.clear();
+    this.#cache.set(origin, result);
+    return result;
+  }
+
+  matches(hostname: string, port: string): boolean {
+    const host = hostname.toLowerCase().replace(/\.$/, "");
+    if (host === "mistral.ai" || host.endsWith(".mistral.ai")) return true;
+    return this.#anyPort.has(host) || this.#exact.has(`${host}:${port}`);
+  }
+}
+
+function defaultPort(protocol: string): string {
+  return protocol === "https:" || protocol === "wss:" ? "443" : "80";
+}
+
+/**
+ * The whole decision for one request as undici describes it. `path` may be absolute
+ * (`http://host/v1/...`) when the request goes to a forward proxy.
+ */
+export function matchRequest(
+  hosts: HostMatcher,
+  origin: string,
+  path: string,
+  method: string,
+): Endpoint | undefined {
+  if (method.toUpperCase() !== "POST") return undefined;
+  if (path.startsWith("http://") || path.startsWith("https://")) {
+    let url: URL;
+    try {
+      url = new URL(path);
+    } catch {
+      return undefined;
+    }
+    if (!hosts.matchesOrigin(url.origin)) return undefined;
+    return endpointForPath(url.pathname);
+  }
+  const endpoint = endpointForPath(path);
+  if (endpoint === undefined || !hosts.matchesOrigin(origin)) return undefined;
+  return endpoint;
+}

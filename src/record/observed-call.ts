@@ -1,0 +1,229 @@
+import type { Endpoint } from "../endpoints.js";
+import type { ExchangeObserver, ResponseHead } from "../taps/exchange.js";
+import { BodyTooLargeError, decodeBody, parseContentEncoding, type Coding } from "../usage/decode.js";
+import type { Extraction, UsageCounts } from "../usage/counts.js";
+import { extractFromJson, modelFromRequestBody } from "../usage/json.js";
+import { SseUsageExtractor, extractFromSse } from "../usage/sse.js";
+
+export interface UsageRecord {
+  readonly model: string;
+  readonly counts: UsageCounts;
+}
+
+export interface Limits {
+  /** Largest response body kept for parsing (JSON, or a compressed stream), raw or decoded. */
+  readonly maxBodyBytes: number;
+  /** Largest single stream event. */
+  readonly maxEventBytes: number;
+  /** Largest request body kept to find its `model`. */
+  readonly maxRequestBytes: number;
+}
+
+export interface CallDeps {
+  record(usage: UsageRecord): void;
+  warn(message: string): void;
+  readonly limits: Limits;
+  /** Compressed streams still open; they are finished from what has arrived when the process exits. */
+  readonly openStreams: Set<ObservedCall>;
+}
+
+/** Used when neither the response nor the request names a model (speech and conversations can do that). */
+export const UNKNOWN_MODEL = "unknown";
+
+type BodyKind = "json" | "sse" | "sniff";
+
+/**
+ * Turns one observed Mistral call into at most one usage record.
+ *
+ * Plain event streams are parsed as they arrive, so the row is recorded the moment the usage event
+ * is complete (the official SDK cancels right after `[DONE]`, openai aborts when a loop breaks).
+ * Everything else is collected, bounded, and decoded synchronously when the response ends, is
+ * cancelled, or the process exits: Node has no synchronous incremental decompression, and
+ * decoding synchronously at those points is never later than the app itself sees the bytes.
+ */
+export class ObservedCall implements ExchangeObserver {
+  readonly #endpoint: Endpoint;
+  readonly #label: string;
+  readonly #deps: CallDeps;
+  #state: "headers" | "live-sse" | "collect" | "sniff" | "done" = "headers";
+  #status = 0;
+  #kind: BodyKind = "sniff";
+  #codings: readonly Coding[] = [];
+  #chunks: Buffer[] = [];
+  #size = 0;
+  #sse: SseUsageExtractor | undefined;
+  #requestChunks: Buffer[] | undefined;
+  #requestSize = 0;
+
+  constructor(endpoint: Endpoint, label: string, deps: CallDeps) {
+    this.#endpoint = endpoint;
+    this.#label = label;
+    this.#deps = deps;
+    if (endpoint.needsRequestModel) this.#requestChunks = [];
+  }
+
+  get wantsRequestBody(): boolean {
+    return this.#requestChunks !== undefined;
+  }
+
+  requestBody(chunk: Uint8Array): void {
+    if (this.#requestChunks === undefined) return;
+    this.#requestSize += chunk.byteLength;
+    if (this.#requestSize > this.#deps.limits.maxRequestBytes) {
+      this.#requestChunks = undefined;
+      return;
+    }
+    // Copy: the caller may reuse the buffer once it has been written to the socket.
+    this.#requestChunks.push(Buffer.from(chunk));
+  }
+
+  responseStart(head: ResponseHead): void {
+    if (this.#state !== "headers") return;
+    this.#status = head.status;
+    if (head.status < 200 || head.status > 299) return this.#end();
+    const encoding = parseContentEncoding(head.contentEncoding);
+    if (!encoding.ok) {
+      this.#deps.warn(`${this.#label}: cannot decode content-encoding "${encoding.unsupported}"; no row written`);
+      return this.#end();
+    }
+    this.#codings = encoding.codings;
+    this.#kind = bodyKind(head.contentType);
+    if (this.#codings.length > 0) {
+      this.#state = "collect";
+      if (this.#kind !== "json") this.#deps.openStreams.add(this);
+    } else if (this.#kind === "sse") {
+      this.#startLiveSse();
+    } else {
+      this.#state = this.#kind === "json" ? "collect" : "sniff";
+    }
+  }
+
+  responseData(chunk: Uint8Array): void {
+    if (this.#state === "sniff") {
+      const first = firstNonSpace(chunk);
+      if (first === undefined) return this.#collect(chunk);
+      this.#kind = first === 0x7b /* { */ || first === 0x5b /* [ */ ? "json" : "sse";
+      if (this.#kind === "sse" && this.#size === 0) this.#startLiveSse();
+      else this.#state = "collect";
+    }
+    if (this.#state === "live-sse") {
+      const sse = this.#sse!;
+      sse.push(chunk);
+      if (sse.result !== undefined) this.#conclude(sse.result, true);
+    } else if (this.#state === "collect") {
+      this.#collect(chunk);
+    }
+  }
+
+  responseEnd(): void {
+    if (this.#state === "live-sse") this.#conclude(this.#sse!.finish(), true);
+    else if (this.#state === "collect" || this.#state === "sniff") this.#concludeCollected(false);
+  }
+
+  responseError(error: unknown): void {
+    const cutByPeer = isConnectionLoss(error);
+    if (this.#state === "collect" && this.#kind !== "json" && this.#codings.length > 0) {
+      // A compressed stream that was cancelled: its usage may already have arrived.
+      this.#concludeCollected(true, cutByPeer);
+    } else if (this.#state !== "done" && this.#state !== "headers" && cutByPeer) {
+      this.#deps.warn(`${this.#label}: the connection closed before the response was complete; no row written`);
+      this.#end();
+    } else {
+      this.#end();
+    }
+  }
+
+  /** The process is exiting with this stream still open: record what has arrived. */
+  finishAtExit(): void {
+    if (this.#state === "collect") this.#concludeCollected(true, false);
+  }
+
+  #startLiveSse(): void {
+    this.#state = "live-sse";
+    this.#sse = new SseUsageExtractor(this.#deps.limits.maxEventBytes);
+    for (const chunk of this.#chunks) this.#sse.push(chunk);
+    this.#chunks = [];
+  }
+
+  #collect(chunk: Uint8Array): void {
+    this.#size += chunk.byteLength;
+    if (this.#size > this.#deps.limits.maxBodyBytes) {
+      this.#deps.warn(`${this.#label}: response body larger than ${this.#deps.limits.maxBodyBytes} bytes; not parsed, no row written`);
+      return this.#end();
+    }
+    this.#chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  }
+
+  #concludeCollected(partial: boolean, warnIfMissing = !partial): void {
+    const raw = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+    this.#chunks = [];
+    let body: Buffer;
+    try {
+      body = decodeBody(raw, this.#codings, this.#deps.limits.maxBodyBytes, partial);
+    } catch (error) {
+      const reason = error instanceof BodyTooLargeError ? error.message : `corrupt ${this.#codings.join(", ")} data`;
+      if (!partial || warnIfMissing) this.#deps.warn(`${this.#label}: cannot decode the response body (${reason}); no row written`);
+      return this.#end();
+    }
+    const kind = this.#kind === "sniff" ? (firstNonSpace(body) === 0x7b ? "json" : "sse") : this.#kind;
+    const extraction =
+      kind === "json" ? extractFromJson(body.toString("utf8")) : extractFromSse(body, this.#deps.limits.maxEventBytes);
+    this.#conclude(extraction, warnIfMissing);
+  }
+
+  #conclude(extraction: Extraction, warnIfMissing: boolean): void {
+    this.#end();
+    switch (extraction.kind) {
+      case "usage":
+        this.#deps.record({
+          model: extraction.model ?? this.#requestModel() ?? UNKNOWN_MODEL,
+          counts: extraction.counts,
+        });
+        return;
+      case "malformed":
+        this.#deps.warn(`${this.#label}: ${this.#status} response ignored, ${extraction.reason}; no row written`);
+        return;
+      case "none":
+        if (warnIfMissing && this.#endpoint.usageExpected) {
+          this.#deps.warn(`${this.#label}: ${this.#status} response has no usage; no row written`);
+        }
+    }
+  }
+
+  #requestModel(): string | undefined {
+    const chunks = this.#requestChunks;
+    if (chunks === undefined || chunks.length === 0) return undefined;
+    return modelFromRequestBody(Buffer.concat(chunks).toString("utf8"));
+  }
+
+  #end(): void {
+    this.#state = "done";
+    this.#chunks = [];
+    this.#sse = undefined;
+    this.#deps.openStreams.delete(this);
+  }
+}
+
+function bodyKind(contentType: string | undefined): BodyKind {
+  if (contentType === undefined) return "sniff";
+  const type = contentType.toLowerCase();
+  if (type.includes("text/event-stream")) return "sse";
+  if (type.includes("json")) return "json";
+  return "sniff";
+}
+
+function firstNonSpace(bytes: Uint8Array): number | undefined {
+  for (const byte of bytes) {
+    if (byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09 && byte !== 0xef && byte !== 0xbb && byte !== 0xbf) {
+      return byte;
+    }
+  }
+  return undefined;
+}
+
+/** The server or network cut the response short (as opposed to the app cancelling or aborting it). */
+function isConnectionLoss(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  return code === "UND_ERR_SOCKET" || code === "ECONNRESET" || code === "UND_ERR_RES_CONTENT_LENGTH_MISMATCH";
+}

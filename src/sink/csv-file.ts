@@ -1,0 +1,253 @@
+import fs from "node:fs";
+import path from "node:path";
+import { threadId } from "node:worker_threads";
+import { HEADER_FIELDS, HEADER_LINE, MicrosecondClock, formatRows, type UsageRow } from "./csv-row.js";
+import type { UsageRecord } from "../record/observed-call.js";
+
+export interface CsvLogOptions {
+  warn(message: string): void;
+  /** Called after rows reach the file, for MISTRAL_USAGE_VERBOSE. */
+  onWritten?(rows: readonly UsageRow[], logPath: string): void;
+}
+
+const HEADER_BYTES = Buffer.from(`${HEADER_LINE}\n`);
+const LOCK_WAIT_MS = 2000;
+const STALE_LOCK_MS = 10_000;
+
+/**
+ * The CSV usage log, shared by every process and thread that writes to the same path.
+ *
+ * Rows are appended with synchronous writes to a file opened with O_APPEND, one write per batch of
+ * whole rows, so rows from several processes never interleave and a row that was recorded is on
+ * disk before any `process.exit()` can run (an asynchronous write still in flight at exit would be
+ * lost or, if retried, written twice). Rows recorded in the same tick are batched into one write.
+ *
+ * The header is written exactly once even when many processes create the file at the same moment:
+ * a new file appears atomically with its header already in it (written to a temporary file, then
+ * hard-linked into place, which fails if another process got there first).
+ */
+export class CsvLog {
+  readonly path: string;
+  readonly #options: CsvLogOptions;
+  readonly #clock = new MicrosecondClock();
+  #pending: UsageRow[] = [];
+  #flushScheduled = false;
+  #fd: number | undefined;
+  #inode: { dev: number; ino: number } | undefined;
+  /** Set when the file must not be written (foreign header); rows are dropped after one warning. */
+  #refused = false;
+
+  constructor(logPath: string, options: CsvLogOptions) {
+    this.path = logPath;
+    this.#options = options;
+  }
+
+  append(record: UsageRecord): void {
+    this.#pending.push({ ...record, epochMicros: this.#clock.nowMicros() });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Writes every pending row now. Never throws. */
+  flush(): void {
+    this.#flushScheduled = false;
+    if (this.#pending.length === 0) return;
+    const rows = this.#pending;
+    this.#pending = [];
+    const fd = this.#refused ? undefined : this.#openChecked();
+    if (fd === undefined) {
+      if (!this.#refused) this.#options.warn(`${rows.length} usage row(s) not written to ${this.path}`);
+      return;
+    }
+    try {
+      writeAll(fd, formatRows(rows));
+    } catch (error) {
+      this.#close();
+      this.#options.warn(`cannot write to ${this.path} (${describe(error)}); ${rows.length} usage row(s) not written`);
+      return;
+    }
+    this.#options.onWritten?.(rows, this.path);
+  }
+
+  close(): void {
+    this.flush();
+    this.#close();
+  }
+
+  /** The open descriptor, re-opened if the file was deleted, replaced or emptied since. */
+  #openChecked(): number | undefined {
+    if (this.#fd !== undefined) {
+      const stat = fs.statSync(this.path, { throwIfNoEntry: false });
+      if (stat !== undefined && stat.size > 0 && stat.ino === this.#inode?.ino && stat.dev === this.#inode.dev) {
+        return this.#fd;
+      }
+      this.#close();
+    }
+    try {
+      return this.#open();
+    } catch (error) {
+      this.#close();
+      this.#options.warn(`cannot write the usage log ${this.path} (${describe(error)}); set MISTRAL_USAGE_LOG to a writable file`);
+      return undefined;
+    }
+  }
+
+  #open(): number | undefined {
+    fs.mkdirSync(path.dirname(this.path), { recursive: true });
+    for (let attempt = 0; attempt < 5; attempt++) {
+      let fd: number;
+      try {
+        fd = fs.openSync(this.path, fs.constants.O_RDWR | fs.constants.O_APPEND);
+      } catch (error) {
+        if (errorCode(error) !== "ENOENT") throw error;
+        this.#createWithHeader();
+        continue;
+      }
+      this.#fd = fd;
+      let state = inspect(fd);
+      if (state.kind !== "ours" || state.needsNewline) {
+        // Empty file, or rows that do not end in a newline: repair under a lock, re-checking first,
+        // so two processes cannot both write the header or both add the newline.
+        withLock(`${this.path}.lock`, () => {
+          state = inspect(fd);
+          if (state.kind === "empty") writeAll(fd, HEADER_BYTES);
+          else if (state.kind === "ours" && state.needsNewline) writeAll(fd, "\n");
+        });
+        state = inspect(fd);
+      }
+      if (state.kind === "foreign") {
+        this.#refused = true;
+        this.#close();
+        this.#options.warn(
+          `${this.path} is not a usage log, so it is left untouched and usage is not logged: ${state.difference}. ` +
+            `Move it away or set MISTRAL_USAGE_LOG to another file.`,
+        );
+        return undefined;
+      }
+      if (state.kind === "ours") {
+        const stat = fs.fstatSync(fd);
+        this.#inode = { dev: stat.dev, ino: stat.ino };
+        return fd;
+      }
+      this.#close();
+    }
+    throw new Error("the file kept changing while it was opened");
+  }
+
+  #createWithHeader(): void {
+    const temporary = `${this.path}.${process.pid}.${threadId}.${Date.now()}.tmp`;
+    fs.writeFileSync(temporary, HEADER_BYTES, { flag: "wx" });
+    try {
+      fs.linkSync(temporary, this.path);
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === "EEXIST") return; // another process created it first: use theirs
+      if (code === "EPERM" || code === "ENOTSUP" || code === "EOPNOTSUPP" || code === "EXDEV") {
+        // A filesystem without hard links: create exclusively; the empty-file repair covers the rest.
+        try {
+          fs.writeFileSync(this.path, "", { flag: "wx" });
+        } catch (inner) {
+          if (errorCode(inner) !== "EEXIST") throw inner;
+        }
+        return;
+      }
+      throw error;
+    } finally {
+      fs.rmSync(temporary, { force: true });
+    }
+  }
+
+  #close(): void {
+    if (this.#fd !== undefined) {
+      try {
+        fs.closeSync(this.#fd);
+      } catch {
+        // Already closed: nothing to release.
+      }
+    }
+    this.#fd = undefined;
+    this.#inode = undefined;
+  }
+}
+
+type FileState =
+  | { kind: "empty" }
+  | { kind: "ours"; needsNewline: boolean }
+  | { kind: "foreign"; difference: string };
+
+/** Reads the first line (and last byte) of an open log. */
+function inspect(fd: number): FileState {
+  const size = fs.fstatSync(fd).size;
+  if (size === 0) return { kind: "empty" };
+  const head = Buffer.alloc(Math.min(size, 4096));
+  const read = fs.readSync(fd, head, 0, head.length, 0);
+  let text = head.subarray(0, read).toString("utf8");
+  const newline = text.indexOf("\n");
+  if (newline !== -1) text = text.slice(0, newline);
+  else if (size > read) return { kind: "foreign", difference: "its first line is longer than 4096 bytes" };
+  const firstLine = text.replace(/^\uFEFF/, "").replace(/\r$/, "");
+  if (firstLine !== HEADER_LINE) return { kind: "foreign", difference: describeHeaderDifference(firstLine) };
+  const last = Buffer.alloc(1);
+  fs.readSync(fd, last, 0, 1, size - 1);
+  return { kind: "ours", needsNewline: last[0] !== 0x0a };
+}
+
+/** Says how a first line differs from the mandatory header, column by column. Pure. */
+export function describeHeaderDifference(firstLine: string): string {
+  const shown = firstLine.length > 120 ? `${firstLine.slice(0, 117)}...` : firstLine;
+  const found = firstLine.split(",");
+  for (let i = 0; i < HEADER_FIELDS.length; i++) {
+    if (found[i] !== HEADER_FIELDS[i]) {
+      const what = found[i] === undefined ? "is missing" : `is "${found[i]}"`;
+      return `its first line is "${shown}", where column ${i + 1} ${what} instead of "${HEADER_FIELDS[i]}" (expected header: ${HEADER_LINE})`;
+    }
+  }
+  return `its first line is "${shown}", with ${found.length} columns instead of ${HEADER_FIELDS.length} (expected header: ${HEADER_LINE})`;
+}
+
+function writeAll(fd: number, data: string | Buffer): void {
+  const buffer = typeof data === "string" ? Buffer.from(data) : data;
+  let offset = 0;
+  while (offset < buffer.length) offset += fs.writeSync(fd, buffer, offset, buffer.length - offset);
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Runs `action` holding an exclusive lock file. Only the rare repairs (header into an empty file,
+ * missing final newline) take it. A lock left by a crashed process is broken once it is stale.
+ */
+function withLock(lockPath: string, action: () => void): void {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  let fd: number | undefined;
+  while (fd === undefined) {
+    try {
+      fd = fs.openSync(lockPath, "wx");
+    } catch (error) {
+      if (errorCode(error) !== "EEXIST") throw error;
+      const stat = fs.statSync(lockPath, { throwIfNoEntry: false });
+      if (stat !== undefined && Date.now() - stat.mtimeMs > STALE_LOCK_MS) fs.rmSync(lockPath, { force: true });
+      else if (Date.now() > deadline) break; // give up waiting; the re-check inside still applies
+      else Atomics.wait(sleeper, 0, 0, 2);
+    }
+  }
+  try {
+    action();
+  } finally {
+    if (fd !== undefined) {
+      fs.closeSync(fd);
+      fs.rmSync(lockPath, { force: true });
+    }
+  }
+}
+
+function errorCode(error: unknown): string | undefined {
+  return typeof error === "object" && error !== null ? ((error as { code?: string }).code ?? undefined) : undefined;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,159 @@
+import diagnostics from "node:diagnostics_channel";
+import type { ExchangeObserver, ObserverFactory, ResponseHead } from "./exchange.js";
+
+/**
+ * Observes every request made by any copy of undici (Node's built-in fetch and an app's own npm
+ * undici) through undici's diagnostics channels. Channels are global by name, fire for every
+ * dispatcher (the global one, an app's own Agent, `{ dispatcher }` in fetch init, a proxy agent,
+ * one installed by `setGlobalDispatcher` later) and need no change to fetch, dispatchers or
+ * responses: the app's request path is untouched.
+ *
+ * Body bytes come from `undici:request:bodyChunkReceived` / `bodyChunkSent` (undici >= 7.11: Node 24
+ * and 26, npm undici 7 and 8). Older copies (Node 20 and 22 built-in, npm undici 6) have no such
+ * channels, so the matched request's own `onData` / `onBodySent` is wrapped instead; a chunk that
+ * the channel already reported during the same call is not counted twice.
+ */
+
+interface UndiciRequest {
+  origin?: unknown;
+  path?: unknown;
+  method?: unknown;
+  [method: string]: unknown;
+}
+
+interface Exchange {
+  readonly observer: ExchangeObserver;
+  /** Chunks reported by the channel, so that the `onData` wrapper can tell whether it must report. */
+  channelResponseChunks: number;
+  channelRequestChunks: number;
+}
+
+export function tapUndici(createObserver: ObserverFactory, onInternalError: (error: unknown) => void): () => void {
+  const exchanges = new WeakMap<object, Exchange>();
+
+  const guard =
+    <T>(handler: (message: T) => void) =>
+    (message: unknown): void => {
+      try {
+        handler(message as T);
+      } catch (error) {
+        // A subscriber that throws would surface as an uncaught exception in the app.
+        onInternalError(error);
+      }
+    };
+
+  const subscriptions: Record<string, (message: unknown) => void> = {
+    "undici:request:create": guard<{ request: UndiciRequest }>(({ request }) => {
+      const observer = createObserver(String(request.origin), String(request.path), String(request.method));
+      if (observer === undefined) return;
+      const exchange: Exchange = { observer, channelResponseChunks: 0, channelRequestChunks: 0 };
+      exchanges.set(request, exchange);
+      wrapChunkMethod(request, "onData", onInternalError, () => exchange.channelResponseChunks, (chunk) =>
+        observer.responseData(chunk),
+      );
+      if (observer.wantsRequestBody) {
+        wrapChunkMethod(request, "onBodySent", onInternalError, () => exchange.channelRequestChunks, (chunk) =>
+          observer.requestBody(chunk),
+        );
+      }
+    }),
+    "undici:request:bodyChunkSent": guard<{ request: object; chunk: unknown }>(({ request, chunk }) => {
+      const exchange = exchanges.get(request);
+      if (exchange === undefined) return;
+      exchange.channelRequestChunks++;
+      if (exchange.observer.wantsRequestBody) {
+        const bytes = asBytes(chunk);
+        if (bytes !== undefined) exchange.observer.requestBody(bytes);
+      }
+    }),
+    "undici:request:headers": guard<{ request: object; response: { statusCode?: unknown; headers?: unknown } }>(
+      ({ request, response }) => {
+        exchanges.get(request)?.observer.responseStart(responseHead(response));
+      },
+    ),
+    "undici:request:bodyChunkReceived": guard<{ request: object; chunk: unknown }>(({ request, chunk }) => {
+      const exchange = exchanges.get(request);
+      if (exchange === undefined) return;
+      exchange.channelResponseChunks++;
+      const bytes = asBytes(chunk);
+      if (bytes !== undefined) exchange.observer.responseData(bytes);
+    }),
+    "undici:request:trailers": guard<{ request: object }>(({ request }) => {
+      const exchange = exchanges.get(request);
+      if (exchange === undefined) return;
+      exchanges.delete(request);
+      exchange.observer.responseEnd();
+    }),
+    "undici:request:error": guard<{ request: object; error: unknown }>(({ request, error }) => {
+      const exchange = exchanges.get(request);
+      if (exchange === undefined) return;
+      exchanges.delete(request);
+      exchange.observer.responseError(error);
+    }),
+  };
+
+  for (const [name, handler] of Object.entries(subscriptions)) diagnostics.subscribe(name, handler);
+  return () => {
+    for (const [name, handler] of Object.entries(subscriptions)) diagnostics.unsubscribe(name, handler);
+  };
+}
+
+/**
+ * Wraps one method of this request instance only (never the class), forwarding every call
+ * unchanged, same `this`, same arguments, same return value (false means backpressure).
+ */
+function wrapChunkMethod(
+  request: UndiciRequest,
+  name: "onData" | "onBodySent",
+  onInternalError: (error: unknown) => void,
+  channelCount: () => number,
+  deliver: (chunk: Uint8Array) => void,
+): void {
+  const original = request[name];
+  if (typeof original !== "function") return;
+  request[name] = function (this: unknown, ...args: unknown[]): unknown {
+    const before = channelCount();
+    try {
+      return Reflect.apply(original, this, args);
+    } finally {
+      if (channelCount() === before) {
+        try {
+          const bytes = asBytes(args[0]);
+          if (bytes !== undefined) deliver(bytes);
+        } catch (error) {
+          onInternalError(error);
+        }
+      }
+    }
+  };
+}
+
+function asBytes(chunk: unknown): Uint8Array | undefined {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (typeof chunk === "string") return Buffer.from(chunk);
+  return undefined;
+}
+
+function responseHead(response: { statusCode?: unknown; headers?: unknown }): ResponseHead {
+  let contentType: string | undefined;
+  let contentEncoding: string | undefined;
+  const headers = response.headers;
+  if (Array.isArray(headers)) {
+    // Raw pairs: [name, value, name, value, ...] as Buffers (or strings).
+    for (let i = 0; i + 1 < headers.length; i += 2) {
+      const name = String(headers[i]).toLowerCase();
+      if (name === "content-type") contentType = String(headers[i + 1]);
+      else if (name === "content-encoding") {
+        const value = String(headers[i + 1]);
+        contentEncoding = contentEncoding === undefined ? value : `${contentEncoding}, ${value}`;
+      }
+    }
+  } else if (typeof headers === "object" && headers !== null) {
+    for (const [key, value] of Object.entries(headers)) {
+      const name = key.toLowerCase();
+      if (name === "content-type") contentType = String(value);
+      else if (name === "content-encoding") contentEncoding = Array.isArray(value) ? value.join(", ") : String(value);
+    }
+  }
+  return { status: Number(response.statusCode), contentType, contentEncoding };
+}

@@ -1,0 +1,92 @@
+import zlib from "node:zlib";
+
+/**
+ * Content decoding of our copy of a response. Observed below fetch's own decoding, a body is still
+ * compressed when the server compressed it (fetch asks for br, gzip, deflate and, on newer Node, zstd).
+ */
+
+// zstd arrived in Node 22.15 / 23.8; @types/node 20 does not know it.
+interface ZstdZlib {
+  zstdDecompressSync?(data: Buffer, options: { maxOutputLength: number; finishFlush?: number }): Buffer;
+  constants: { ZSTD_e_flush?: number };
+}
+const zstd = zlib as unknown as ZstdZlib;
+
+export type Coding = "gzip" | "deflate" | "br" | "zstd";
+
+export type ContentEncoding =
+  | { readonly ok: true; readonly codings: readonly Coding[] }
+  | { readonly ok: false; readonly unsupported: string };
+
+const IDENTITY: ContentEncoding = Object.freeze({ ok: true, codings: Object.freeze([]) });
+
+/** Parses a `content-encoding` header: codings in the order they were applied. */
+export function parseContentEncoding(header: string | undefined): ContentEncoding {
+  if (header === undefined || header.trim() === "") return IDENTITY;
+  const codings: Coding[] = [];
+  for (const token of header.toLowerCase().split(",")) {
+    const name = token.trim();
+    if (name === "" || name === "identity") continue;
+    if (name === "gzip" || name === "x-gzip") codings.push("gzip");
+    else if (name === "deflate") codings.push("deflate");
+    else if (name === "br") codings.push("br");
+    else if (name === "zstd" && typeof zstd.zstdDecompressSync === "function") codings.push("zstd");
+    else return { ok: false, unsupported: name };
+  }
+  // undici refuses more than five codings; so do we (each layer is a decompression bomb multiplier).
+  if (codings.length > 5) return { ok: false, unsupported: header };
+  return codings.length === 0 ? IDENTITY : { ok: true, codings };
+}
+
+export class BodyTooLargeError extends Error {}
+
+/**
+ * Decodes a whole body synchronously, so that the usage it holds is known before the app's own
+ * (asynchronous) decoding hands it the same bytes. `partial` accepts a body cut off mid-stream
+ * (a cancelled stream), decoding as much as arrived. Throws on corrupt input or when the output
+ * would exceed `maxOutputBytes`.
+ */
+export function decodeBody(body: Buffer, codings: readonly Coding[], maxOutputBytes: number, partial: boolean): Buffer {
+  let data = body;
+  for (let i = codings.length - 1; i >= 0; i--) data = decodeOne(data, codings[i]!, maxOutputBytes, partial);
+  return data;
+}
+
+function decodeOne(data: Buffer, coding: Coding, maxOutputLength: number, partial: boolean): Buffer {
+  try {
+    switch (coding) {
+      case "gzip":
+        return zlib.gunzipSync(data, {
+          maxOutputLength,
+          ...(partial ? { finishFlush: zlib.constants.Z_SYNC_FLUSH } : {}),
+        });
+      case "deflate": {
+        const options = { maxOutputLength, ...(partial ? { finishFlush: zlib.constants.Z_SYNC_FLUSH } : {}) };
+        // HTTP "deflate" should be zlib-wrapped, but some servers send raw deflate; undici accepts both.
+        return isZlibHeader(data) ? zlib.inflateSync(data, options) : zlib.inflateRawSync(data, options);
+      }
+      case "br":
+        return zlib.brotliDecompressSync(data, {
+          maxOutputLength,
+          ...(partial ? { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH } : {}),
+        });
+      case "zstd":
+        return zstdDecompress(data, maxOutputLength, partial);
+    }
+  } catch (error) {
+    if (error instanceof RangeError) throw new BodyTooLargeError(`larger than ${maxOutputLength} bytes once decoded`);
+    throw error;
+  }
+}
+
+function isZlibHeader(data: Buffer): boolean {
+  return data.length >= 2 && (data[0]! & 0x0f) === 8 && ((data[0]! << 8) | data[1]!) % 31 === 0;
+}
+
+function zstdDecompress(data: Buffer, maxOutputLength: number, partial: boolean): Buffer {
+  const flush = zstd.constants.ZSTD_e_flush;
+  return zstd.zstdDecompressSync!(data, {
+    maxOutputLength,
+    ...(partial && flush !== undefined ? { finishFlush: flush } : {}),
+  });
+}

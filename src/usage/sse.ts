@@ -1,0 +1,91 @@
+import { createParser, type EventSourceMessage, type EventSourceParser } from "eventsource-parser";
+import { malformed, modelOf, NO_USAGE, readUsage, type Extraction } from "./counts.js";
+
+/** Named events that carry the usage of conversation, transcription and speech streams. */
+const USAGE_EVENTS: ReadonlySet<string> = new Set([
+  "conversation.response.done",
+  "transcription.done",
+  "speech.audio.done",
+]);
+
+/**
+ * Finds the usage in a server-sent event stream, fed in arbitrary chunks (events and multi-byte
+ * characters split anywhere, CRLF or LF). Data-only streams (chat, fim, agents) carry usage on
+ * the last content chunk before `data: [DONE]`; named-event streams on their `*.done` event.
+ *
+ * Keeps only the event being parsed: memory is bounded by `maxEventBytes`. Pure: no I/O.
+ */
+export class SseUsageExtractor {
+  readonly #decoder = new TextDecoder("utf-8");
+  readonly #parser: EventSourceParser;
+  readonly #maxEventBytes: number;
+  #bytesSinceEvent = 0;
+  #model: string | undefined;
+  #result: Extraction | undefined;
+
+  constructor(maxEventBytes: number) {
+    this.#maxEventBytes = maxEventBytes;
+    this.#parser = createParser({ onEvent: (event) => this.#onEvent(event) });
+  }
+
+  /** Set once the stream has told all it will: usage found, `[DONE]` seen, or malformed. */
+  get result(): Extraction | undefined {
+    return this.#result;
+  }
+
+  push(bytes: Uint8Array): void {
+    if (this.#result !== undefined) return;
+    this.#bytesSinceEvent += bytes.byteLength;
+    this.#parser.feed(this.#decoder.decode(bytes, { stream: true }));
+    if (this.#result === undefined && this.#bytesSinceEvent > this.#maxEventBytes) {
+      this.#result = malformed(`a stream event is larger than ${this.#maxEventBytes} bytes`);
+    }
+  }
+
+  /** The stream ended, or was cut off: an event without its closing blank line does not count. */
+  finish(): Extraction {
+    this.#result ??= NO_USAGE;
+    return this.#result;
+  }
+
+  #onEvent(event: EventSourceMessage): void {
+    this.#bytesSinceEvent = 0;
+    if (this.#result !== undefined) return;
+    const data = event.data;
+    if (data === "[DONE]") {
+      this.#result = NO_USAGE;
+      return;
+    }
+    const named = event.event !== undefined && event.event !== "message";
+    const mayCarryUsage = named ? USAGE_EVENTS.has(event.event!) : true;
+    // Parsing every chunk of a long stream would cost more than the rest of the observer together;
+    // only events that can matter are parsed.
+    const hasUsage = mayCarryUsage && data.includes('"usage"');
+    if (!hasUsage && (this.#model !== undefined || !data.includes('"model"'))) return;
+
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      if (hasUsage) this.#result = malformed("a stream event that mentions usage is not valid JSON");
+      return;
+    }
+    if (typeof parsed !== "object" || parsed === null) return;
+    const fields = parsed as Record<string, unknown>;
+    const model = modelOf(fields["model"]);
+    if (!hasUsage) {
+      this.#model = model;
+      return;
+    }
+    const extraction = readUsage(fields["usage"], model ?? this.#model);
+    this.#model ??= model;
+    if (extraction.kind !== "none") this.#result = extraction;
+  }
+}
+
+/** Runs a whole decoded stream through the extractor (compressed streams are decoded at the end). */
+export function extractFromSse(bytes: Uint8Array, maxEventBytes: number): Extraction {
+  const extractor = new SseUsageExtractor(maxEventBytes);
+  extractor.push(bytes);
+  return extractor.result ?? extractor.finish();
+}
