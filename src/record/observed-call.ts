@@ -103,7 +103,7 @@ export class ObservedCall implements ExchangeObserver {
       const first = firstNonSpace(chunk);
       if (first === undefined) return this.#collect(chunk);
       this.#kind = first === 0x7b /* { */ || first === 0x5b /* [ */ ? "json" : "sse";
-      if (this.#kind === "sse" && this.#size === 0) this.#startLiveSse();
+      if (this.#kind === "sse") this.#startLiveSse();
       else this.#state = "collect";
     }
     if (this.#state === "live-sse") {
@@ -121,21 +121,23 @@ export class ObservedCall implements ExchangeObserver {
   }
 
   responseError(error: unknown): void {
-    const cutByPeer = isConnectionLoss(error);
-    if (this.#state === "collect" && this.#kind !== "json" && this.#codings.length > 0) {
-      // A compressed stream that was cancelled: its usage may already have arrived.
-      this.#concludeCollected(true, cutByPeer);
-    } else if (this.#state !== "done" && this.#state !== "headers" && cutByPeer) {
+    if (this.#state === "done" || this.#state === "headers") return this.#end();
+    // A compressed stream that was cancelled may hold its usage already (cancel right after [DONE]).
+    const recorded = this.#isCompressedStream() && this.#concludeCollected(true, false);
+    if (!recorded && isConnectionLoss(error)) {
       this.#deps.warn(`${this.#label}: the connection closed before the response was complete; no row written`);
-      this.#end();
-    } else {
-      this.#end();
     }
+    // Cancelled or aborted by the app before the usage arrived: not a problem, nothing to say.
+    this.#end();
   }
 
   /** The process is exiting with this stream still open: record what has arrived. */
   finishAtExit(): void {
-    if (this.#state === "collect") this.#concludeCollected(true, false);
+    if (this.#isCompressedStream()) this.#concludeCollected(true, false);
+  }
+
+  #isCompressedStream(): boolean {
+    return this.#state === "collect" && this.#kind !== "json" && this.#codings.length > 0;
   }
 
   #startLiveSse(): void {
@@ -154,7 +156,8 @@ export class ObservedCall implements ExchangeObserver {
     this.#chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   }
 
-  #concludeCollected(partial: boolean, warnIfMissing = !partial): void {
+  /** Returns whether a row was recorded. */
+  #concludeCollected(partial: boolean, warnIfMissing = !partial): boolean {
     const raw = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
     this.#chunks = [];
     let body: Buffer;
@@ -162,16 +165,18 @@ export class ObservedCall implements ExchangeObserver {
       body = decodeBody(raw, this.#codings, this.#deps.limits.maxBodyBytes, partial);
     } catch (error) {
       const reason = error instanceof BodyTooLargeError ? error.message : `corrupt ${this.#codings.join(", ")} data`;
-      if (!partial || warnIfMissing) this.#deps.warn(`${this.#label}: cannot decode the response body (${reason}); no row written`);
-      return this.#end();
+      if (!partial) this.#deps.warn(`${this.#label}: cannot decode the response body (${reason}); no row written`);
+      this.#end();
+      return false;
     }
     const kind = this.#kind === "sniff" ? (firstNonSpace(body) === 0x7b ? "json" : "sse") : this.#kind;
     const extraction =
       kind === "json" ? extractFromJson(body.toString("utf8")) : extractFromSse(body, this.#deps.limits.maxEventBytes);
-    this.#conclude(extraction, warnIfMissing);
+    return this.#conclude(extraction, warnIfMissing);
   }
 
-  #conclude(extraction: Extraction, warnIfMissing: boolean): void {
+  /** Returns whether a row was recorded. */
+  #conclude(extraction: Extraction, warnIfMissing: boolean): boolean {
     this.#end();
     switch (extraction.kind) {
       case "usage":
@@ -179,14 +184,15 @@ export class ObservedCall implements ExchangeObserver {
           model: extraction.model ?? this.#requestModel() ?? UNKNOWN_MODEL,
           counts: extraction.counts,
         });
-        return;
+        return true;
       case "malformed":
         this.#deps.warn(`${this.#label}: ${this.#status} response ignored, ${extraction.reason}; no row written`);
-        return;
+        return false;
       case "none":
         if (warnIfMissing && this.#endpoint.usageExpected) {
           this.#deps.warn(`${this.#label}: ${this.#status} response has no usage; no row written`);
         }
+        return false;
     }
   }
 

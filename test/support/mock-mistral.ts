@@ -137,13 +137,16 @@ export interface UsageNumbers {
 }
 
 export interface SsePlan {
-  events: SseEvent[];
+  /** Number of events in the stream. */
+  length: number;
   /** Index of the event that carries usage, or -1 (nousage, malformed). */
   usageIndex: number;
   /** Index of the first content event (after prelude events such as conversation.response.started). */
   firstContentIndex: number;
-  /** Number of content events in `events`. */
+  /** Number of content events. */
   contentCount: number;
+  /** Event i, built on demand. */
+  eventAt(i: number): SseEvent;
 }
 
 // ---------------------------------------------------------------------------
@@ -510,36 +513,54 @@ export function preludeEvents(ctx: ResponseContext): SseEvent[] {
 }
 
 /**
- * The complete event list of a successful stream. `nousage` drops the usage field,
+ * The event sequence of a successful stream. `nousage` drops the usage field,
  * `malformed` replaces the usage-bearing event's data with invalid JSON. Truncation
- * and hanging are writer behaviour, not part of the plan.
+ * and hanging are writer behaviour, not part of the plan. Events are built on demand
+ * so that `big=N` streams never sit in memory whole.
  */
-export function buildSsePlan(ctx: ResponseContext): SsePlan {
+export function planSse(ctx: ResponseContext): SsePlan {
   const count = ctx.flags.big ?? ctx.flags.events;
   const prelude = preludeEvents(ctx);
-  const contents = Array.from({ length: count }, (_, i) => contentEvent(ctx, i, i === count - 1));
+  const dataOnly = isDataOnlyStream(ctx.kind);
+  // Data-only: usage rides on the last content chunk, then [DONE]. Named: a separate done event.
+  const usageAt = dataOnly ? prelude.length + count - 1 : prelude.length + count;
+  const length = prelude.length + count + 1;
   const usage = usageFor(ctx.kind, ctx.n).wire;
-  const events: SseEvent[] = [...prelude, ...contents];
-  let usageIndex: number;
-  if (isDataOnlyStream(ctx.kind)) {
-    usageIndex = events.length - 1;
-    const lastEvent = events[usageIndex];
-    if (lastEvent && !ctx.flags.nousage) lastEvent.data = withUsageField(lastEvent.data, usage);
-    events.push({ data: '[DONE]' });
-  } else {
+
+  const doneEvent = (): SseEvent => {
     const name = ctx.kind === 'conversations' ? 'conversation.response.done' : ctx.kind === 'transcriptions' ? 'transcription.done' : 'speech.audio.done';
     const done: Record<string, unknown> = { type: name };
     if (ctx.kind === 'conversations') done['created_at'] = CREATED_AT;
-    if (ctx.kind === 'transcriptions') Object.assign(done, { model: ctx.model, text: contents.map((e) => (JSON.parse(e.data) as { text: string }).text).join(''), language: 'fr', segments: [] });
+    if (ctx.kind === 'transcriptions') {
+      const text = Array.from({ length: count }, (_, i) => contentPiece(i, ctx.flags.big !== undefined)).join('');
+      Object.assign(done, { model: ctx.model, text, language: 'fr', segments: [] });
+    }
     if (!ctx.flags.nousage) done['usage'] = usage;
-    usageIndex = events.length;
-    events.push({ event: name, data: JSON.stringify(done) });
-  }
-  if (ctx.flags.malformed) {
-    const target = events[usageIndex];
-    if (target) target.data = malformedJson(ctx);
-  }
-  return { events, usageIndex: ctx.flags.nousage || ctx.flags.malformed ? -1 : usageIndex, firstContentIndex: prelude.length, contentCount: count };
+    return { event: name, data: JSON.stringify(done) };
+  };
+
+  const eventAt = (i: number): SseEvent => {
+    if (i < 0 || i >= length) throw new RangeError(`event ${i} outside 0..${length - 1}`);
+    if (i === usageAt && ctx.flags.malformed) {
+      const shape = dataOnly ? {} : { event: doneEvent().event ?? '' };
+      return { ...shape, data: malformedJson(ctx) };
+    }
+    const prel = prelude[i];
+    if (prel) return prel;
+    if (i < prelude.length + count) {
+      const ev = contentEvent(ctx, i - prelude.length, i === prelude.length + count - 1);
+      return i === usageAt && !ctx.flags.nousage ? { ...ev, data: withUsageField(ev.data, usage) } : ev;
+    }
+    return dataOnly ? { data: '[DONE]' } : doneEvent();
+  };
+
+  return { length, usageIndex: ctx.flags.nousage || ctx.flags.malformed ? -1 : usageAt, firstContentIndex: prelude.length, contentCount: count, eventAt };
+}
+
+/** All events of `planSse(ctx)`, materialised (for unit tests; fine for small streams). */
+export function buildSseEvents(ctx: ResponseContext): SseEvent[] {
+  const plan = planSse(ctx);
+  return Array.from({ length: plan.length }, (_, i) => plan.eventAt(i));
 }
 
 /** Serialise one event: `event:` line if named, one `data:` line per data line, blank line. */
@@ -588,7 +609,7 @@ export function errorReply(status: number, n: number, detail?: string): ErrorRep
     case 401:
       return { status, body: { message: 'Unauthorized', request_id: `mock-req-${pad(n)}` } };
     case 400:
-      return { status, body: apiError(detail ?? 'Invalid model: mock-invalid', 'invalid_model', '1500') };
+      return { status, body: detail === undefined ? apiError('Invalid model: mock-invalid', 'invalid_model', '1500') : apiError(detail, 'invalid_request_error', null) };
     case 404:
       return { status, body: apiError(detail ?? 'Not Found', 'invalid_request_error', null) };
     case 422:
@@ -768,7 +789,7 @@ interface StreamOutcome {
 /** Sends an SSE stream per plan; `hang` keeps emitting content every 20 ms until the client leaves. */
 async function sendSse(res: ServerResponse, ctx: ResponseContext): Promise<StreamOutcome> {
   const { flags } = ctx;
-  const plan = buildSsePlan(ctx);
+  const plan = planSse(ctx);
   const encoder = createSegmentEncoder(flags.encoding);
   const writer = new RawWriter(res, flags);
   const outcome: StreamOutcome = { usageWritten: false, disconnected: false, contentWritten: 0 };
@@ -778,7 +799,7 @@ async function sendSse(res: ServerResponse, ctx: ResponseContext): Promise<Strea
   const isContent = (i: number): boolean => i >= plan.firstContentIndex && i < plan.firstContentIndex + plan.contentCount;
   try {
     if (flags.hang) {
-      for (const ev of plan.events.slice(0, plan.firstContentIndex)) if (!(await send(ev))) break;
+      for (let i = 0; i < plan.firstContentIndex; i++) if (!(await send(plan.eventAt(i)))) break;
       for (let i = 0; writer.alive; i++) {
         if (!(await send(contentEvent(ctx, i, false)))) break;
         outcome.contentWritten++;
@@ -788,11 +809,9 @@ async function sendSse(res: ServerResponse, ctx: ResponseContext): Promise<Strea
       return outcome;
     }
     // With `truncated`, stop right before the usage-bearing event (or the last event if none).
-    const stopAt = flags.truncated ? (plan.usageIndex >= 0 ? plan.usageIndex : plan.events.length - 1) : plan.events.length;
+    const stopAt = flags.truncated ? (plan.usageIndex >= 0 ? plan.usageIndex : plan.length - 1) : plan.length;
     for (let i = 0; i < stopAt; i++) {
-      const ev = plan.events[i];
-      if (!ev) break;
-      if (!(await send(ev))) {
+      if (!(await send(plan.eventAt(i)))) {
         outcome.disconnected = true;
         return outcome;
       }

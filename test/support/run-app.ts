@@ -1,0 +1,208 @@
+/**
+ * Helpers for integration tests that run real apps as child processes, with or
+ * without the `--import` preload, and read the CSV they leave behind.
+ */
+import { spawn } from 'node:child_process';
+import { lstat, mkdtemp, readFile, realpath, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/** Absolute path of the repository root (this file lives in <root>/test/support/). */
+export const repoRoot: string = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+
+/** The built preload entry; it exists after `npm run build`. */
+export const registerPath: string = join(repoRoot, 'register.js');
+
+/** A fresh directory under os.tmpdir(). Callers remove it (`rm(dir, {recursive: true, force: true})`). */
+export async function tempDir(prefix = 'mistral-usage-log-'): Promise<string> {
+  // realpath: on some systems tmpdir is a symlink, and apps report real paths.
+  return realpath(await mkdtemp(join(tmpdir(), prefix)));
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  /** True when the child was killed because it outlived timeoutMs. */
+  timedOut: boolean;
+}
+
+export interface RunNodeOptions {
+  cwd: string;
+  /** Applied over the cleaned environment; `undefined` deletes a variable. */
+  env?: Record<string, string | undefined>;
+  /** Node binary (default: the one running the tests). */
+  node?: string;
+  timeoutMs?: number;
+  /** Written to the child's stdin, which is then closed. */
+  input?: string;
+}
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+/**
+ * The child's environment: the runner's, minus anything that would change how the
+ * child loads code or logs usage (NODE_OPTIONS may carry the tsx loader or a preload,
+ * MISTRAL_USAGE_* would redirect the CSV, NODE_TEST_CONTEXT makes node:test in the
+ * child report to our runner), then the caller's overrides.
+ */
+export function childEnv(overrides: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const key of Object.keys(env)) {
+    if (key === 'NODE_OPTIONS' || key === 'NODE_TEST_CONTEXT' || key.startsWith('MISTRAL_USAGE_')) delete env[key];
+  }
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  return env;
+}
+
+/** Run `node ...args` and collect its output. Never rejects on a non-zero exit: check `code`. */
+export function runNode(args: string[], opts: RunNodeOptions): Promise<RunResult> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(opts.node ?? process.execPath, args, { cwd: opts.cwd, env: childEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let timedOut = false;
+    child.stdout.on('data', (c: Buffer) => stdout.push(c));
+    child.stderr.on('data', (c: Buffer) => stderr.push(c));
+    // EPIPE when the child exits without reading stdin is not the test's concern.
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      let err = Buffer.concat(stderr).toString('utf8');
+      if (timedOut) err += `\n[run-app] killed with SIGKILL after ${timeoutMs} ms timeout: node ${args.join(' ')}\n`;
+      resolvePromise({ code, signal, stdout: Buffer.concat(stdout).toString('utf8'), stderr: err, timedOut });
+    });
+  });
+}
+
+export interface RunAppOptions {
+  cwd: string;
+  /** Written to <cwd>/app.mjs and run. */
+  source?: string;
+  /** An existing file to run (relative to cwd or absolute); ignored when `source` is given. */
+  file?: string;
+  /** Run with `--import <registerPath>`. */
+  preload: boolean;
+  env?: Record<string, string | undefined>;
+  node?: string;
+  /** Extra node flags, placed before the script (after the preload). */
+  nodeArgs?: string[];
+  /** Arguments for the script. */
+  args?: string[];
+  timeoutMs?: number;
+  input?: string;
+}
+
+/**
+ * ESM ignores NODE_PATH, so a temp-dir app can only resolve bare imports such as
+ * `openai` through a node_modules next to it: link the repo's.
+ */
+export async function linkNodeModules(cwd: string): Promise<void> {
+  const link = join(cwd, 'node_modules');
+  try {
+    await lstat(link);
+    return;
+  } catch {
+    // Not there yet.
+  }
+  try {
+    await symlink(join(repoRoot, 'node_modules'), link, 'dir');
+  } catch (err) {
+    // Another runApp in the same cwd may have won the race.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+}
+
+export async function runApp(opts: RunAppOptions): Promise<RunResult> {
+  let script: string;
+  if (opts.source !== undefined) {
+    script = join(opts.cwd, 'app.mjs');
+    await writeFile(script, opts.source);
+  } else if (opts.file !== undefined) {
+    script = isAbsolute(opts.file) ? opts.file : join(opts.cwd, opts.file);
+  } else {
+    throw new Error('runApp needs either source or file');
+  }
+  await linkNodeModules(opts.cwd);
+  // A file URL: --import takes a module specifier, and this form is valid on every OS.
+  const preload = opts.preload ? ['--import', pathToFileURL(registerPath).href] : [];
+  const runOpts: RunNodeOptions = { cwd: opts.cwd };
+  if (opts.env !== undefined) runOpts.env = opts.env;
+  if (opts.node !== undefined) runOpts.node = opts.node;
+  if (opts.timeoutMs !== undefined) runOpts.timeoutMs = opts.timeoutMs;
+  if (opts.input !== undefined) runOpts.input = opts.input;
+  return runNode([...preload, ...(opts.nodeArgs ?? []), script, ...(opts.args ?? [])], runOpts);
+}
+
+export interface CsvContent {
+  /** The first line as written (BOM and all, so a test can notice one). */
+  header: string;
+  /** Records after the header; quoted fields unquoted, blank lines skipped. */
+  rows: string[][];
+  raw: string;
+}
+
+/** Split CSV text into records per RFC 4180 (quotes, doubled quotes, CRLF or LF). Never throws. */
+export function parseCsv(text: string): string[][] {
+  const records: string[][] = [];
+  let record: string[] = [];
+  let field = '';
+  let quoted = false;
+  let i = 0;
+  const endRecord = (): void => {
+    record.push(field);
+    // A blank line is not a record.
+    if (!(record.length === 1 && record[0] === '')) records.push(record);
+    record = [];
+    field = '';
+  };
+  while (i < text.length) {
+    const ch = text[i] as string;
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') {
+        field += '"';
+        i += 2;
+        continue;
+      }
+      if (ch === '"') quoted = false;
+      else field += ch;
+      i++;
+      continue;
+    }
+    if (ch === '"' && field === '') quoted = true;
+    else if (ch === ',') {
+      record.push(field);
+      field = '';
+    } else if (ch === '\n' || ch === '\r') {
+      endRecord();
+      if (ch === '\r' && text[i + 1] === '\n') i++;
+    } else field += ch;
+    i++;
+  }
+  if (field !== '' || record.length > 0) endRecord();
+  return records;
+}
+
+/** Read a CSV file. A missing file rejects (ENOENT) so "no CSV written" is an explicit check. */
+export async function readCsv(path: string): Promise<CsvContent> {
+  const raw = await readFile(path, 'utf8');
+  const firstBreak = raw.search(/\r?\n/);
+  const header = firstBreak === -1 ? raw : raw.slice(0, firstBreak);
+  const rows = parseCsv(raw).slice(1);
+  return { header, rows, raw };
+}
