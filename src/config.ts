@@ -33,7 +33,7 @@ type Env = Readonly<Record<string, string | undefined>>;
 export function configFromEnv(env: Env = process.env, cwd: string = process.cwd()): EnvConfig {
   const warnings: string[] = [];
 
-  const rawLog = env[ENV.log];
+  const rawLog = env[ENV.log]?.trim();
   let logFile = DEFAULT_LOG_FILE;
   if (rawLog !== undefined && rawLog.trim() !== "") {
     if (rawLog.includes("\0")) {
@@ -88,7 +88,7 @@ export function parseHosts(raw: string): { hosts: string[]; invalid: string[] } 
 function normaliseHost(entry: string): string | undefined {
   // A bare IPv6 address ("::1") has colons but no brackets: give it brackets before parsing.
   const candidate = !entry.startsWith("[") && entry.split(":").length > 2 ? `[${entry}]` : entry;
-  if (/[/?#@\s]/.test(candidate)) return undefined;
+  if (/[/?#@*\s]/.test(candidate)) return undefined;
   let url: URL;
   try {
     url = new URL(`http://${candidate}`);
@@ -101,8 +101,13 @@ function normaliseHost(entry: string): string | undefined {
   if (explicitPort !== undefined) {
     const port = Number(explicitPort);
     if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
-    return `${url.hostname}:${port}`;
+    return `${withoutTrailingDot(url.hostname)}:${port}`;
   }
   if (candidate.endsWith(":")) return undefined;
-  return url.hostname;
+  return withoutTrailingDot(url.hostname);
+}
+
+/** `gw.local.` and `gw.local` are the same host; requests are compared without the dot. */
+function withoutTrailingDot(hostname: string): string {
+  return hostname.endsWith(".") ? hostname.slice(0, -1) : hostname;
 }

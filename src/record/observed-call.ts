@@ -117,13 +117,13 @@ export class ObservedCall implements ExchangeObserver {
 
   responseEnd(): void {
     if (this.#state === "live-sse") this.#conclude(this.#sse!.finish(), true);
-    else if (this.#state === "collect" || this.#state === "sniff") this.#concludeCollected(false);
+    else if (this.#state === "collect" || this.#state === "sniff") this.#concludeCollected(true);
   }
 
   responseError(error: unknown): void {
     if (this.#state === "done" || this.#state === "headers") return this.#end();
     // A compressed stream that was cancelled may hold its usage already (cancel right after [DONE]).
-    const recorded = this.#isCompressedStream() && this.#concludeCollected(true, false);
+    const recorded = this.#isCompressedStream() && this.#concludeCollected(false);
     if (!recorded && isConnectionLoss(error)) {
       this.#deps.warn(`${this.#label}: the connection closed before the response was complete; no row written`);
     }
@@ -133,7 +133,7 @@ export class ObservedCall implements ExchangeObserver {
 
   /** The process is exiting with this stream still open: record what has arrived. */
   finishAtExit(): void {
-    if (this.#isCompressedStream()) this.#concludeCollected(true, false);
+    if (this.#isCompressedStream()) this.#concludeCollected(false);
   }
 
   #isCompressedStream(): boolean {
@@ -150,29 +150,34 @@ export class ObservedCall implements ExchangeObserver {
   #collect(chunk: Uint8Array): void {
     this.#size += chunk.byteLength;
     if (this.#size > this.#deps.limits.maxBodyBytes) {
-      this.#deps.warn(`${this.#label}: response body larger than ${this.#deps.limits.maxBodyBytes} bytes; not parsed, no row written`);
+      // Non-streamed speech is large audio and never carries usage: nothing worth a warning.
+      if (this.#endpoint.usageExpected) this.#deps.warn(`${this.#label}: response body larger than ${this.#deps.limits.maxBodyBytes} bytes; not parsed, no row written`);
       return this.#end();
     }
     this.#chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   }
 
-  /** Returns whether a row was recorded. */
-  #concludeCollected(partial: boolean, warnIfMissing = !partial): boolean {
+  /**
+   * Decodes and parses what was collected. `complete` is false for a stream cut short (cancelled,
+   * or the process is exiting): then a missing usage or undecodable tail is expected, not reported.
+   * Returns whether a row was recorded.
+   */
+  #concludeCollected(complete: boolean): boolean {
     const raw = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
     this.#chunks = [];
     let body: Buffer;
     try {
-      body = decodeBody(raw, this.#codings, this.#deps.limits.maxBodyBytes, partial);
+      body = decodeBody(raw, this.#codings, this.#deps.limits.maxBodyBytes);
     } catch (error) {
       const reason = error instanceof BodyTooLargeError ? error.message : `corrupt ${this.#codings.join(", ")} data`;
-      if (!partial) this.#deps.warn(`${this.#label}: cannot decode the response body (${reason}); no row written`);
+      if (complete) this.#deps.warn(`${this.#label}: cannot decode the response body (${reason}); no row written`);
       this.#end();
       return false;
     }
     const kind = this.#kind === "sniff" ? (firstNonSpace(body) === 0x7b ? "json" : "sse") : this.#kind;
     const extraction =
       kind === "json" ? extractFromJson(body.toString("utf8")) : extractFromSse(body, this.#deps.limits.maxEventBytes);
-    return this.#conclude(extraction, warnIfMissing);
+    return this.#conclude(extraction, complete);
   }
 
   /** Returns whether a row was recorded. */

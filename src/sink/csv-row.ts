@@ -1,4 +1,4 @@
-import { createArrayCsvStringifier } from "csv-writer";
+import { createRequire } from "node:module";
 import type { UsageRecord } from "../record/observed-call.js";
 
 /** The mandatory columns, in the mandatory order. */
@@ -9,6 +9,15 @@ export interface UsageRow extends UsageRecord {
   /** When the usage was logged, in microseconds since the Unix epoch. */
   readonly epochMicros: number;
 }
+
+// csv-writer publishes its TypeScript sources as its types, which do not compile under this
+// project's strict ESM settings; it is loaded as the CommonJS module it is, typed by what we use.
+interface ArrayCsvStringifier {
+  stringifyRecords(records: ReadonlyArray<ReadonlyArray<string | number>>): string;
+}
+const { createArrayCsvStringifier } = createRequire(import.meta.url)("csv-writer") as {
+  createArrayCsvStringifier(params: { alwaysQuote?: boolean }): ArrayCsvStringifier;
+};
 
 const stringifier = createArrayCsvStringifier({});
 // csv-writer quotes on comma, quote and LF but not on a lone CR, which RFC 4180 also requires quoted.
@@ -52,19 +61,28 @@ export function formatTimestamp(epochMicros: number): string {
 
 /**
  * Wall-clock time with microseconds. `Date` has milliseconds only; the sub-millisecond part comes
- * from the monotonic clock, re-anchored to the wall clock whenever the two drift apart by a
- * millisecond (NTP steps, suspend), so that rows logged within one millisecond keep their order.
+ * from the monotonic clock (`performance.timeOrigin + performance.now()`). The two are re-anchored
+ * only when they disagree by more than a clock step would explain (NTP steps, suspend), and small
+ * disagreements never make the time go backwards, so rows logged in order keep their order.
  */
 export class MicrosecondClock {
+  static readonly #STEP_MILLIS = 20;
   #offsetMillis = performance.timeOrigin;
+  #lastMicros = 0;
 
   nowMicros(): number {
     const wall = Date.now();
     let precise = performance.now() + this.#offsetMillis;
-    if (Math.abs(precise - wall) >= 1) {
+    if (Math.abs(precise - wall) > MicrosecondClock.#STEP_MILLIS) {
       this.#offsetMillis = wall - performance.now();
       precise = wall;
     }
-    return Math.floor(precise * 1000);
+    let micros = Math.floor(precise * 1000);
+    // A backward step smaller than the tolerance is jitter between the two clocks, not a clock change.
+    if (micros < this.#lastMicros && this.#lastMicros - micros <= MicrosecondClock.#STEP_MILLIS * 1000) {
+      micros = this.#lastMicros;
+    }
+    this.#lastMicros = micros;
+    return micros;
   }
 }

@@ -42,36 +42,30 @@ export class BodyTooLargeError extends Error {}
 
 /**
  * Decodes a whole body synchronously, so that the usage it holds is known before the app's own
- * (asynchronous) decoding hands it the same bytes. `partial` accepts a body cut off mid-stream
- * (a cancelled stream), decoding as much as arrived. Throws on corrupt input or when the output
- * would exceed `maxOutputBytes`.
+ * (asynchronous) decoding hands it the same bytes. Like undici's fetch, it is lenient about a
+ * missing end (flush rather than finish): a body that fetch decodes for the app decodes here too,
+ * and a stream cut off mid-way (a cancelled stream) yields what arrived. Throws on corrupt input or
+ * when the output would exceed `maxOutputBytes`.
  */
-export function decodeBody(body: Buffer, codings: readonly Coding[], maxOutputBytes: number, partial: boolean): Buffer {
+export function decodeBody(body: Buffer, codings: readonly Coding[], maxOutputBytes: number): Buffer {
   let data = body;
-  for (let i = codings.length - 1; i >= 0; i--) data = decodeOne(data, codings[i]!, maxOutputBytes, partial);
+  for (let i = codings.length - 1; i >= 0; i--) data = decodeOne(data, codings[i]!, maxOutputBytes);
   return data;
 }
 
-function decodeOne(data: Buffer, coding: Coding, maxOutputLength: number, partial: boolean): Buffer {
+function decodeOne(data: Buffer, coding: Coding, maxOutputLength: number): Buffer {
+  const flush = { maxOutputLength, finishFlush: zlib.constants.Z_SYNC_FLUSH };
   try {
     switch (coding) {
       case "gzip":
-        return zlib.gunzipSync(data, {
-          maxOutputLength,
-          ...(partial ? { finishFlush: zlib.constants.Z_SYNC_FLUSH } : {}),
-        });
-      case "deflate": {
-        const options = { maxOutputLength, ...(partial ? { finishFlush: zlib.constants.Z_SYNC_FLUSH } : {}) };
+        return zlib.gunzipSync(data, flush);
+      case "deflate":
         // HTTP "deflate" should be zlib-wrapped, but some servers send raw deflate; undici accepts both.
-        return isZlibHeader(data) ? zlib.inflateSync(data, options) : zlib.inflateRawSync(data, options);
-      }
+        return isZlibHeader(data) ? zlib.inflateSync(data, flush) : zlib.inflateRawSync(data, flush);
       case "br":
-        return zlib.brotliDecompressSync(data, {
-          maxOutputLength,
-          ...(partial ? { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH } : {}),
-        });
+        return zlib.brotliDecompressSync(data, { maxOutputLength, finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH });
       case "zstd":
-        return zstdDecompress(data, maxOutputLength, partial);
+        return zstdDecompress(data, maxOutputLength);
     }
   } catch (error) {
     if (error instanceof RangeError) throw new BodyTooLargeError(`larger than ${maxOutputLength} bytes once decoded`);
@@ -83,10 +77,7 @@ function isZlibHeader(data: Buffer): boolean {
   return data.length >= 2 && (data[0]! & 0x0f) === 8 && ((data[0]! << 8) | data[1]!) % 31 === 0;
 }
 
-function zstdDecompress(data: Buffer, maxOutputLength: number, partial: boolean): Buffer {
+function zstdDecompress(data: Buffer, maxOutputLength: number): Buffer {
   const flush = zstd.constants.ZSTD_e_flush;
-  return zstd.zstdDecompressSync!(data, {
-    maxOutputLength,
-    ...(partial && flush !== undefined ? { finishFlush: flush } : {}),
-  });
+  return zstd.zstdDecompressSync!(data, { maxOutputLength, ...(flush !== undefined ? { finishFlush: flush } : {}) });
 }

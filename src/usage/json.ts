@@ -7,7 +7,8 @@ import { malformed, modelOf, readUsage, type Extraction } from "./counts.js";
 export function extractFromJson(text: string): Extraction {
   let body: unknown;
   try {
-    body = JSON.parse(text);
+    // response.json() drops a byte-order mark (UTF-8 decode does); so do we.
+    body = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch {
     return malformed(text.trim() === "" ? "the body is empty" : "the body is not valid JSON");
   }

@@ -20,6 +20,7 @@ export class SseUsageExtractor {
   readonly #parser: EventSourceParser;
   readonly #maxEventBytes: number;
   #bytesSinceEvent = 0;
+  #endsWithCr = false;
   #model: string | undefined;
   #result: Extraction | undefined;
 
@@ -36,7 +37,10 @@ export class SseUsageExtractor {
   push(bytes: Uint8Array): void {
     if (this.#result !== undefined) return;
     this.#bytesSinceEvent += bytes.byteLength;
-    this.#parser.feed(this.#decoder.decode(bytes, { stream: true }));
+    const text = this.#decoder.decode(bytes, { stream: true });
+    if (text === "") return;
+    this.#endsWithCr = text.endsWith("\r");
+    this.#parser.feed(text);
     if (this.#result === undefined && this.#bytesSinceEvent > this.#maxEventBytes) {
       this.#result = malformed(`a stream event is larger than ${this.#maxEventBytes} bytes`);
     }
@@ -44,6 +48,9 @@ export class SseUsageExtractor {
 
   /** The stream ended, or was cut off: an event without its closing blank line does not count. */
   finish(): Extraction {
+    // A final CR may be a whole line ending (CR-only streams) that the parser holds back in case an
+    // LF follows; at the end nothing follows. An LF after it completes the line, never more.
+    if (this.#result === undefined && this.#endsWithCr) this.#parser.feed("\n");
     this.#result ??= NO_USAGE;
     return this.#result;
   }
