@@ -56,11 +56,9 @@ export class CsvLog {
     if (this.#pending.length === 0) return;
     const rows = this.#pending;
     this.#pending = [];
+    // Unwritable or refused: #openChecked has said so once; repeating it per batch would be noise.
     const fd = this.#refused ? undefined : this.#openChecked();
-    if (fd === undefined) {
-      if (!this.#refused) this.#options.warn(`${rows.length} usage row(s) not written to ${this.path}`);
-      return;
-    }
+    if (fd === undefined) return;
     try {
       writeAll(fd, formatRows(rows));
     } catch (error) {
@@ -89,7 +87,7 @@ export class CsvLog {
       return this.#open();
     } catch (error) {
       this.#close();
-      this.#options.warn(`cannot write the usage log ${this.path} (${describe(error)}); set MISTRAL_USAGE_LOG to a writable file`);
+      this.#options.warn(`cannot write the usage log ${this.path} (${describe(error)}); usage is not being logged: set MISTRAL_USAGE_LOG to a writable file`);
       return undefined;
     }
   }

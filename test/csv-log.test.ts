@@ -1,0 +1,756 @@
+/**
+ * End-to-end guarantees of the CSV usage log: real apps run as child processes under the
+ * `--import` preload against the loopback mock, and the test reads the file they leave behind.
+ *
+ * Every case checks, where practical: the file byte for byte, the lines we print on stderr, the
+ * app's exit code and its stdout.
+ */
+import { describe, it } from 'node:test';
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parse as parseCsvStrict } from 'csv-parse/sync';
+import { CONTENT_PIECES, REPLY_TEXT, startMockMistral } from './support/mock-mistral.js';
+import type { MockMistral, ServedResponse } from './support/mock-mistral.js';
+import { registerPath, runApp, tempDir } from './support/run-app.js';
+import type { RunResult } from './support/run-app.js';
+
+// ---------------------------------------------------------------------------
+// Local helpers
+// ---------------------------------------------------------------------------
+
+const HEADER = 'TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens';
+const TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/;
+const OUR_PREFIX = 'mistral-usage-log: ';
+/** A realistic row that some earlier run left in a file. */
+const OLD_ROW = '2024-01-01T00:00:00.000000+00:00,mistral-small-latest,1,2,3';
+/** What a 5-event stream from the mock says. */
+const STREAM_TEXT = CONTENT_PIECES.slice(0, 5).join('');
+
+const isRoot = process.getuid?.() === 0;
+const hasPython = spawnSync('python3', ['-c', 'import csv, datetime'], { stdio: 'ignore' }).status === 0;
+
+async function mockFor(t: TestContext, defaults?: string): Promise<MockMistral> {
+  const mock = await startMockMistral(defaults === undefined ? {} : { defaults });
+  t.after(() => mock.close());
+  return mock;
+}
+
+async function tmp(t: TestContext): Promise<string> {
+  const dir = await tempDir('mul-csv-');
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Lines that the preload printed on stderr. */
+function ourLines(stderr: string): string[] {
+  return stderr.split('\n').filter((line) => line.startsWith(OUR_PREFIX));
+}
+
+/** The model and counts part of a row (everything after the timestamp) for a plain model name. */
+function rowTail(s: ServedResponse): string {
+  return `${s.model},${s.promptTokens},${s.completionTokens},${s.totalTokens}`;
+}
+
+/**
+ * Checks text made only of rows, each ending in LF: timestamps well formed, the rest exactly
+ * what the mock served, in that order. Returns the timestamps.
+ */
+function assertRows(text: string, served: readonly ServedResponse[]): string[] {
+  assert.ok(text.endsWith('\n') || (text === '' && served.length === 0), `rows must end with LF: ${JSON.stringify(text)}`);
+  assert.ok(!text.includes('\r'), 'rows are written with LF only');
+  const lines = text === '' ? [] : text.slice(0, -1).split('\n');
+  assert.equal(lines.length, served.length, `expected ${served.length} rows, got:\n${text}`);
+  const stamps: string[] = [];
+  lines.forEach((line, i) => {
+    const comma = line.indexOf(',');
+    const stamp = line.slice(0, comma);
+    assert.match(stamp, TIMESTAMP, `row ${i + 1}: ${line}`);
+    assert.equal(line.slice(comma + 1), rowTail(served[i]!), `row ${i + 1}`);
+    stamps.push(stamp);
+  });
+  return stamps;
+}
+
+/** Milliseconds since the epoch of a `...T..:..:..ssssss+00:00` timestamp (sub-ms dropped). */
+function stampMillis(stamp: string): number {
+  return Date.parse(`${stamp.slice(0, 23)}Z`);
+}
+
+/**
+ * How far a row's timestamp may stray from Date.now(): the microsecond clock follows the monotonic
+ * clock and only re-anchors to the wall clock beyond this many milliseconds (src/sink/csv-row.ts).
+ */
+const CLOCK_SLACK_MS = 20;
+
+/** Bytes, size, inode and mtime (ns): enough to say a file was not touched. */
+async function fingerprint(file: string): Promise<{ bytes: string; size: bigint; ino: bigint; mtimeNs: bigint }> {
+  const st = await stat(file, { bigint: true });
+  return { bytes: (await readFile(file)).toString('base64'), size: st.size, ino: st.ino, mtimeNs: st.mtimeNs };
+}
+
+/** No temporary or lock files left next to the log. */
+async function assertNoLitter(dir: string, expected: readonly string[]): Promise<void> {
+  assert.deepEqual((await readdir(dir)).sort(), [...expected].sort(), `directory ${dir} holds exactly the expected files`);
+}
+
+/**
+ * Shared app code (plain fetch). No `${` in here: it is a String.raw template.
+ * Calls throw on a non-2xx so a broken mock cannot pass for "no row written".
+ */
+const LIB = String.raw`
+import fs from 'node:fs';
+const BASE = process.env.MOCK_URL;
+const MESSAGES = [{ role: 'user', content: 'hi' }];
+async function post(path, body) {
+  const res = await fetch(BASE + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(path + ' -> ' + res.status + ' ' + (await res.text()));
+  return res;
+}
+async function chat(model = 'mistral-small-latest', prefix = '') {
+  const res = await post(prefix + '/v1/chat/completions', { model, messages: MESSAGES });
+  return (await res.json()).choices[0].message.content;
+}
+async function chatStream(model = 'mistral-small-latest', prefix = '') {
+  const res = await post(prefix + '/v1/chat/completions', { model, messages: MESSAGES, stream: true });
+  let out = '';
+  for (const line of (await res.text()).split('\n')) {
+    if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
+    out += JSON.parse(line.slice(6)).choices[0].delta.content ?? '';
+  }
+  return out;
+}
+async function embed(model = 'mistral-embed') {
+  const res = await post('/v1/embeddings', { model, input: ['a', 'b'] });
+  return (await res.json()).data.length;
+}
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits until the file holds at least n LF-terminated lines. */
+async function waitForLines(file, n) {
+  for (let i = 0; i < 1000; i++) {
+    let text = '';
+    try { text = fs.readFileSync(file, 'utf8'); } catch {}
+    if (text.split('\n').length - 1 >= n) return;
+    await sleep(5);
+  }
+  throw new Error('timed out waiting for ' + n + ' lines in ' + file);
+}
+`;
+
+interface Run extends RunResult {
+  started: number;
+  ended: number;
+}
+
+async function run(opts: {
+  dir: string;
+  mock: MockMistral;
+  log: string;
+  source: string;
+  preload?: boolean;
+  env?: Record<string, string | undefined>;
+}): Promise<Run> {
+  const started = Date.now();
+  const result = await runApp({
+    cwd: opts.dir,
+    source: LIB + opts.source,
+    preload: opts.preload ?? true,
+    env: { MOCK_URL: opts.mock.url, MISTRAL_USAGE_HOSTS: opts.mock.hostPort, MISTRAL_USAGE_LOG: opts.log, ...opts.env },
+  });
+  const ended = Date.now();
+  assert.equal(result.timedOut, false, result.stderr);
+  return { ...result, started, ended };
+}
+
+function assertClean(result: RunResult, stdout: string, code = 0): void {
+  assert.deepEqual(ourLines(result.stderr), [], `no lines from us on stderr:\n${result.stderr}`);
+  assert.equal(result.stdout, stdout, `stdout (stderr was: ${result.stderr})`);
+  assert.equal(result.code, code, result.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// 1. A new file
+// ---------------------------------------------------------------------------
+
+describe('a new log file', () => {
+  it('is created with parent folders: header, then one LF row per call, timestamps in range', async (t) => {
+    const dir = await tmp(t);
+    const mock = await mockFor(t);
+    const log = join(dir, 'a', 'b', 'c', 'log.csv');
+    const result = await run({
+      dir,
+      mock,
+      log,
+      source: String.raw`
+console.log(await chat('mistral-small-latest'));
+console.log(await chatStream('mistral-large-latest'));
+console.log(await embed());
+console.log(await chat('codestral-latest'));
+`,
+    });
+    assertClean(result, `${REPLY_TEXT}\n${STREAM_TEXT}\n2\n${REPLY_TEXT}\n`);
+    assert.equal(result.stderr, '');
+    const served = await mock.waitForServed(4);
+    const raw = await readFile(log, 'utf8');
+    assert.ok(raw.startsWith(`${HEADER}\n`), `header first:\n${raw}`);
+    const stamps = assertRows(raw.slice(HEADER.length + 1), served);
+    for (const stamp of stamps) {
+      const ms = stampMillis(stamp);
+      assert.ok(ms >= result.started - CLOCK_SLACK_MS && ms <= result.ended + CLOCK_SLACK_MS, `${stamp} within [${new Date(result.started).toISOString()}, ${new Date(result.ended).toISOString()}]`);
+    }
+    await assertNoLitter(join(dir, 'a', 'b', 'c'), ['log.csv']);
+  });
+
+  it('parses with Python (csv.reader, datetime.fromisoformat)', { skip: hasPython ? false : 'python3 not found' }, async (t) => {
+    const dir = await tmp(t);
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    const result = await run({ dir, mock, log, source: `await chat(); await chatStream(); await embed();\n` });
+    assertClean(result, '');
+    const served = await mock.waitForServed(3);
+    const script = [
+      'import csv, datetime, json, sys',
+      'with open(sys.argv[1], newline="", encoding="utf-8") as f:',
+      '    rows = list(csv.reader(f))',
+      'out = {"header": rows[0], "rows": []}',
+      'for r in rows[1:]:',
+      '    d = datetime.datetime.fromisoformat(r[0])',
+      '    assert d.utcoffset() == datetime.timedelta(0), r[0]',
+      '    out["rows"].append([int(round(d.timestamp() * 1000000)), r[1], int(r[2]), int(r[3]), int(r[4])])',
+      'print(json.dumps(out))',
+    ].join('\n');
+    const py = spawnSync('python3', ['-c', script, log], { encoding: 'utf8' });
+    assert.equal(py.status, 0, py.stderr);
+    const parsed = JSON.parse(py.stdout) as { header: string[]; rows: [number, string, number, number, number][] };
+    assert.deepEqual(parsed.header, HEADER.split(','));
+    assert.deepEqual(
+      parsed.rows.map((r) => r.slice(1)),
+      served.map((s) => [s.model, s.promptTokens, s.completionTokens, s.totalTokens]),
+    );
+    for (const [micros] of parsed.rows) assert.ok(micros / 1000 >= result.started - CLOCK_SLACK_MS && micros / 1000 <= result.ended + CLOCK_SLACK_MS);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// 2. An existing file of ours
+// ---------------------------------------------------------------------------
+
+describe('an existing log file of ours', () => {
+  const cases: { name: string; before: string; keep: string }[] = [
+    { name: 'header and rows: appended, old bytes untouched', before: `${HEADER}\n${OLD_ROW}\n`, keep: `${HEADER}\n${OLD_ROW}\n` },
+    { name: 'empty: header first', before: '', keep: `${HEADER}\n` },
+    { name: 'last row without a newline: the new row starts on its own line', before: `${HEADER}\n${OLD_ROW}`, keep: `${HEADER}\n${OLD_ROW}\n` },
+    { name: 'header only, without a newline', before: HEADER, keep: `${HEADER}\n` },
+    { name: 'BOM before the header', before: `\uFEFF${HEADER}\n${OLD_ROW}\n`, keep: `\uFEFF${HEADER}\n${OLD_ROW}\n` },
+    { name: 'CRLF line endings', before: `${HEADER}\r\n${OLD_ROW}\r\n`, keep: `${HEADER}\r\n${OLD_ROW}\r\n` },
+    { name: 'CRLF, last row without a newline', before: `${HEADER}\r\n${OLD_ROW}`, keep: `${HEADER}\r\n${OLD_ROW}\n` },
+  ];
+  for (const c of cases) {
+    it(c.name, async (t) => {
+      const dir = await tmp(t);
+      const mock = await mockFor(t);
+      const log = join(dir, 'usage.csv');
+      await writeFile(log, c.before);
+      const result = await run({ dir, mock, log, source: `console.log(await chat()); await Promise.all([chatStream(), chat('mistral-large-latest')]);\n` });
+      assertClean(result, `${REPLY_TEXT}\n`);
+      const served = await mock.waitForServed(3);
+      const raw = await readFile(log, 'utf8');
+      assert.ok(raw.startsWith(c.keep), `kept ${JSON.stringify(c.keep)} at the start of:\n${JSON.stringify(raw)}`);
+      // The two concurrent calls may land in either order.
+      const tail = raw.slice(c.keep.length);
+      const lines = tail.split('\n');
+      const order = lines[1]?.endsWith(rowTail(served[1]!)) ? [0, 1, 2] : [0, 2, 1];
+      assertRows(tail, order.map((i) => served[i]!));
+      await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 3. Somebody else's file
+// ---------------------------------------------------------------------------
+
+describe('a file that is not a usage log', () => {
+  const cases: { name: string; content: string; says: string }[] = [
+    { name: 'a different header', content: `Time,Model,Prompt,Completion,Total\n2024-01-01,m,1,2,3\n`, says: 'column 1 is "Time" instead of "TimestampUTC"' },
+    { name: 'an extra column', content: `${HEADER},CostUSD\n${OLD_ROW},0.01\n`, says: 'with 6 columns instead of 5' },
+    { name: 'a JSON file', content: `{\n  "usage": []\n}\n`, says: 'column 1 is "{" instead of "TimestampUTC"' },
+    { name: 'a one-line JSON file without a newline', content: `{"TimestampUTC":1}`, says: 'column 1 is "{"TimestampUTC":1}"' },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: never touched, exactly one warning naming it, app unchanged`, async (t) => {
+      const dir = await tmp(t);
+      const mock = await mockFor(t);
+      const log = join(dir, 'usage.csv');
+      await writeFile(log, c.content);
+      const before = await fingerprint(log);
+      // Many calls, in separate ticks and concurrently, so the sink meets the file many times.
+      const source = String.raw`
+for (let i = 0; i < 5; i++) console.log(await chat());
+await Promise.all([chat(), chatStream(), embed(), chat()]);
+await sleep(20);
+console.log(await chatStream());
+process.exitCode = 0;
+`;
+      const bare = await run({ dir, mock, log, source, preload: false });
+      const result = await run({ dir, mock, log, source });
+      assert.equal(result.stdout, bare.stdout);
+      assert.equal(result.code, bare.code);
+      assert.equal(result.code, 0);
+      assert.deepEqual(await fingerprint(log), before);
+      const lines = ourLines(result.stderr);
+      assert.equal(lines.length, 1, `exactly one warning:\n${result.stderr}`);
+      assert.ok(lines[0]!.includes(log), `names the file: ${lines[0]}`);
+      assert.ok(lines[0]!.includes(c.says), `says what differs (${c.says}): ${lines[0]}`);
+      assert.equal(result.stderr, `${lines[0]}\n`, 'nothing else on stderr');
+      await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 4. Nowhere to write
+// ---------------------------------------------------------------------------
+
+describe('an unwritable log path', () => {
+  const source = String.raw`
+console.log(await chat());
+await Promise.all([chat(), chatStream(), chat()]);
+console.log(await chatStream());
+`;
+  const setups: { name: string; skip?: string; prepare(dir: string): Promise<{ log: string; restore?: () => Promise<void> }> }[] = [
+    {
+      name: 'a directory',
+      prepare: async (dir) => {
+        await mkdir(join(dir, 'is-a-dir'));
+        return { log: join(dir, 'is-a-dir') };
+      },
+    },
+    {
+      name: 'a path whose parent is a regular file',
+      prepare: async (dir) => {
+        await writeFile(join(dir, 'plain-file'), 'not a folder\n');
+        return { log: join(dir, 'plain-file', 'usage.csv') };
+      },
+    },
+    {
+      name: 'a read-only directory',
+      ...(isRoot ? { skip: 'running as root: chmod does not stop root from writing' } : {}),
+      prepare: async (dir) => {
+        const ro = join(dir, 'read-only');
+        await mkdir(ro);
+        await chmod(ro, 0o555);
+        return { log: join(ro, 'usage.csv'), restore: () => chmod(ro, 0o755) };
+      },
+    },
+  ];
+  for (const setup of setups) {
+    const options = setup.skip === undefined ? {} : { skip: setup.skip };
+    it(`${setup.name}: the app runs normally, we warn on stderr naming the file`, options, async (t) => {
+      const dir = await tmp(t);
+      const mock = await mockFor(t);
+      const { log, restore } = await setup.prepare(dir);
+      if (restore) t.after(restore);
+      const bare = await run({ dir, mock, log, source, preload: false });
+      const result = await run({ dir, mock, log, source });
+      assert.equal(bare.code, 0, bare.stderr);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, bare.stdout);
+      assert.equal(result.stdout, `${REPLY_TEXT}\n${STREAM_TEXT}\n`);
+      const lines = ourLines(result.stderr);
+      assert.ok(lines.length >= 1, `at least one warning:\n${result.stderr}`);
+      assert.ok(lines[0]!.includes(log), lines[0]);
+      assert.equal(result.stderr, lines.map((l) => `${l}\n`).join(''), 'only our lines on stderr');
+    });
+    it(`${setup.name}: exactly one warning line`, options, async (t) => {
+      const dir = await tmp(t);
+      const mock = await mockFor(t);
+      const { log, restore } = await setup.prepare(dir);
+      if (restore) t.after(restore);
+      const result = await run({ dir, mock, log, source });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(ourLines(result.stderr).length, 1, result.stderr);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 5. Nothing lost on exit
+// ---------------------------------------------------------------------------
+
+describe('nothing is lost when the process ends', () => {
+  /** Reads an SSE body until the usage-bearing event is complete, runs `then`, and reads no further. */
+  const readUntilUsage = String.raw`
+async function streamUntilUsage(prefix, then) {
+  const res = await post(prefix + '/v1/chat/completions', { model: 'mistral-small-latest', messages: MESSAGES, stream: true });
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let text = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error('stream ended without usage');
+    text += value;
+    const at = text.indexOf('"usage"');
+    // Stop reading once the usage event is complete: nothing after it is consumed.
+    if (at !== -1 && text.indexOf('\n\n', at) !== -1) {
+      then();
+      return new Promise(() => {});
+    }
+  }
+}
+`;
+  const cases: { name: string; source: string; code: number; stdout: string; stderrIncludes?: string }[] = [
+    {
+      name: 'process.exit(0) synchronously after await res.json()',
+      source: String.raw`
+console.log(await chat());
+const res = await post('/v1/chat/completions', { model: 'mistral-large-latest', messages: MESSAGES });
+await res.json();
+process.exit(0);
+`,
+      code: 0,
+      stdout: `${REPLY_TEXT}\n`,
+    },
+    {
+      name: 'process.exit(0) right after the SSE usage chunk, before [DONE] has even arrived',
+      source: `${readUntilUsage}console.log(await chat());\nawait streamUntilUsage('/mock/delay=30', () => process.exit(0));\n`,
+      code: 0,
+      stdout: `${REPLY_TEXT}\n`,
+    },
+    {
+      name: 'process.exit(0) right after the SSE usage chunk, 1-byte chunks',
+      source: `${readUntilUsage}console.log(await chat());\nawait streamUntilUsage('/mock/chunk=1', () => process.exit(0));\n`,
+      code: 0,
+      stdout: `${REPLY_TEXT}\n`,
+    },
+    {
+      name: 'process.exit(0) right after the usage chunk of a gzip SSE stream, before its end arrives',
+      source: `${readUntilUsage}console.log(await chat());\nawait streamUntilUsage('/mock/gzip,delay=30', () => process.exit(0));\n`,
+      code: 0,
+      stdout: `${REPLY_TEXT}\n`,
+    },
+    {
+      name: 'an uncaught exception right after reading the body',
+      source: String.raw`
+console.log(await chat());
+const res = await post('/v1/chat/completions', { model: 'mistral-large-latest', messages: MESSAGES });
+await res.json();
+process.nextTick(() => { throw new Error('boom after the body'); });
+`,
+      code: 1,
+      stdout: `${REPLY_TEXT}\n`,
+      stderrIncludes: 'boom after the body',
+    },
+    {
+      name: 'an uncaught exception right after the gzip SSE usage chunk',
+      source: `${readUntilUsage}console.log(await chat());\nawait streamUntilUsage('/mock/gzip,delay=30', () => process.nextTick(() => { throw new Error('boom in the stream'); }));\n`,
+      code: 1,
+      stdout: `${REPLY_TEXT}\n`,
+      stderrIncludes: 'boom in the stream',
+    },
+    {
+      name: 'an unhandled rejection right after the gzip SSE usage chunk',
+      source: `${readUntilUsage}console.log(await chat());\nawait streamUntilUsage('/mock/gzip,delay=30', () => { Promise.reject(new Error('rejected in the stream')); });\n`,
+      code: 1,
+      stdout: `${REPLY_TEXT}\n`,
+      stderrIncludes: 'rejected in the stream',
+    },
+    {
+      name: 'an unhandled rejection right after reading the body',
+      source: String.raw`
+console.log(await chat());
+const res = await post('/v1/chat/completions', { model: 'mistral-large-latest', messages: MESSAGES });
+await res.json();
+Promise.reject(new Error('rejected after the body'));
+`,
+      code: 1,
+      stdout: `${REPLY_TEXT}\n`,
+      stderrIncludes: 'rejected after the body',
+    },
+    {
+      name: 'process.exitCode = 3 and a natural exit',
+      source: String.raw`
+console.log(await chat());
+await chatStream('mistral-large-latest');
+process.exitCode = 3;
+`,
+      code: 3,
+      stdout: `${REPLY_TEXT}\n`,
+    },
+  ];
+  // A worker thread reads a stream up to its usage chunk and tells the main thread, which exits:
+  // the worker is torn down without its own 'exit' event.
+  const workerCases: { name: string; prefix: string; todo?: string }[] = [
+    { name: 'a plain SSE stream', prefix: '/mock/delay=30' },
+    {
+      name: 'a gzip SSE stream',
+      prefix: '/mock/gzip,delay=30',
+      todo: 'bug: a compressed stream read in a worker is only decoded at the worker\'s own exit or at the end of the response; process.exit() in the main thread loses its row',
+    },
+  ];
+  for (const c of workerCases) {
+    it(`process.exit(0) in the main thread right after a worker read the usage chunk of ${c.name}`, c.todo === undefined ? {} : { todo: c.todo }, async (t) => {
+      const dir = await tmp(t);
+      const mock = await mockFor(t);
+      const log = join(dir, 'usage.csv');
+      await writeFile(
+        join(dir, 'worker.mjs'),
+        LIB +
+          `import { parentPort } from 'node:worker_threads';\n` +
+          `${readUntilUsage}await streamUntilUsage(${JSON.stringify(c.prefix)}, () => { parentPort.postMessage('usage read'); setInterval(() => {}, 60000); });\n`,
+      );
+      const result = await run({
+        dir,
+        mock,
+        log,
+        source: String.raw`
+import { Worker } from 'node:worker_threads';
+const worker = new Worker(new URL('./worker.mjs', import.meta.url));
+worker.on('error', (error) => { console.error(error); process.exit(2); });
+worker.on('message', (message) => { console.log(message); process.exit(0); });
+`,
+      });
+      assertClean(result, 'usage read\n');
+      const served = await mock.waitForServed(1);
+      const raw = await readFile(log, 'utf8').catch(() => '(no file)');
+      assert.ok(raw.startsWith(`${HEADER}\n`), raw);
+      assertRows(raw.slice(HEADER.length + 1), served);
+    });
+  }
+
+  for (const c of cases) {
+    it(`${c.name}: every row is in the file (3 runs)`, async (t) => {
+      const dir = await tmp(t);
+      const mock = await mockFor(t);
+      for (let round = 0; round < 3; round++) {
+        const log = join(dir, `usage-${round}.csv`);
+        const from = mock.served.length;
+        const result = await run({ dir, mock, log, source: c.source });
+        assert.equal(result.code, c.code, result.stderr);
+        assert.equal(result.stdout, c.stdout);
+        assert.deepEqual(ourLines(result.stderr), [], result.stderr);
+        if (c.stderrIncludes !== undefined) assert.ok(result.stderr.includes(c.stderrIncludes), result.stderr);
+        else assert.equal(result.stderr, '');
+        const served = (await mock.waitForServed(from + 2)).slice(from);
+        assert.equal(served.length, 2);
+        const raw = await readFile(log, 'utf8');
+        assert.ok(raw.startsWith(`${HEADER}\n`), raw);
+        assertRows(raw.slice(HEADER.length + 1), served);
+      }
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 6. Formula injection and quoting
+// ---------------------------------------------------------------------------
+
+describe('model names that a spreadsheet would run, or that need quoting', () => {
+  it('are prefixed with a quote where needed, RFC 4180-quoted, and parse back', async (t) => {
+    const dir = await tmp(t);
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    // The mock echoes the request's model, so any string reaches the log as the response model.
+    const models: { model: string; logged: string; line?: string }[] = [
+      { model: 'mistral-small-latest', logged: 'mistral-small-latest', line: 'mistral-small-latest' },
+      { model: '=1+1', logged: "'=1+1", line: "'=1+1" },
+      { model: '+SUM(A1:A9)', logged: "'+SUM(A1:A9)", line: "'+SUM(A1:A9)" },
+      { model: '-2', logged: "'-2", line: "'-2" },
+      { model: '@cmd', logged: "'@cmd", line: "'@cmd" },
+      { model: '\tcmd', logged: "'\tcmd", line: "'\tcmd" },
+      { model: 'a,"b"', logged: 'a,"b"', line: '"a,""b"""' },
+      { model: '=HYPERLINK("http://x","y")', logged: `'=HYPERLINK("http://x","y")`, line: `"'=HYPERLINK(""http://x"",""y"")"` },
+      { model: 'line\nbreak', logged: 'line\nbreak', line: '"line\nbreak"' },
+      { model: 'carriage\rreturn', logged: 'carriage\rreturn' },
+      { model: '\rcr-first', logged: "'\rcr-first" },
+      { model: 'mistral-é-日本-🙂', logged: 'mistral-é-日本-🙂', line: 'mistral-é-日本-🙂' },
+    ];
+    const result = await run({
+      dir,
+      mock,
+      log,
+      source: `const MODELS = ${JSON.stringify(models.map((m) => m.model))};\n` + String.raw`
+for (const [i, model] of MODELS.entries()) {
+  if (i % 2 === 0) await chat(model);
+  else await chatStream(model);
+}
+console.log('done');
+`,
+    });
+    assertClean(result, 'done\n');
+    const served = await mock.waitForServed(models.length);
+    assert.deepEqual(served.map((s) => s.model), models.map((m) => m.model));
+    const raw = await readFile(log, 'utf8');
+    assert.ok(raw.startsWith(`${HEADER}\n`));
+    const records = parseCsvStrict(raw, { columns: true, relax_column_count: false }) as Record<string, string>[];
+    assert.equal(records.length, models.length);
+    records.forEach((record, i) => {
+      const s = served[i]!;
+      assert.deepEqual(
+        { ...record, TimestampUTC: '' },
+        { TimestampUTC: '', Model: models[i]!.logged, PromptTokens: String(s.promptTokens), CompletionTokens: String(s.completionTokens), TotalTokens: String(s.totalTokens) },
+      );
+      assert.match(record['TimestampUTC']!, TIMESTAMP);
+      const line = models[i]!.line;
+      if (line !== undefined) {
+        assert.ok(raw.includes(`${record['TimestampUTC']},${line},${s.promptTokens},${s.completionTokens},${s.totalTokens}\n`), `raw row for ${JSON.stringify(models[i]!.model)}`);
+      }
+    });
+    // No cell of the parsed file starts like a formula.
+    for (const record of records) assert.doesNotMatch(record['Model']!, /^[=+\-@\t\r]/);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// 7. Where the file goes, and when it is not created at all
+// ---------------------------------------------------------------------------
+
+describe('the log path', () => {
+  const childSource = String.raw`
+import { spawn } from 'node:child_process';
+export function runChild(script, cwd) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script], {
+      cwd,
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, NODE_OPTIONS: '--import=' + process.env.REGISTER_URL },
+    });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error('child exited with ' + code))));
+  });
+}
+`;
+
+  for (const parentCalls of [true, false]) {
+    it(`a relative MISTRAL_USAGE_LOG resolves against the first process's cwd, children elsewhere share it (parent ${parentCalls ? 'calls too' : 'makes no call'})`, async (t) => {
+      const dir = await tmp(t);
+      const mock = await mockFor(t);
+      const first = join(dir, 'first');
+      const other = join(dir, 'other');
+      const third = join(dir, 'third');
+      for (const d of [first, other, third]) await mkdir(d);
+      await writeFile(join(dir, 'spawn.mjs'), childSource);
+      // other/child.mjs calls twice and starts third/grandchild.mjs, which calls once.
+      await writeFile(
+        join(other, 'child.mjs'),
+        LIB + `import { runChild } from '../spawn.mjs';\nconsole.log('child', await chat('child-model'), await chatStream('child-model'));\nawait runChild('../third/grandchild.mjs', '../third');\n`,
+      );
+      await writeFile(join(third, 'grandchild.mjs'), LIB + `console.log('grandchild', await embed('grandchild-model'));\n`);
+      const result = await run({
+        dir: first,
+        mock,
+        log: join('logs', 'usage.csv'),
+        env: { REGISTER_URL: pathToFileURL(registerPath).href },
+        source:
+          `import { runChild } from '../spawn.mjs';\n` +
+          (parentCalls ? `console.log('parent', await chat('parent-model'));\n` : '') +
+          `await runChild('child.mjs', '../other');\n`,
+      });
+      assertClean(
+        result,
+        (parentCalls ? `parent ${REPLY_TEXT}\n` : '') + `child ${REPLY_TEXT} ${STREAM_TEXT}\ngrandchild 2\n`,
+      );
+      const served = await mock.waitForServed(parentCalls ? 4 : 3);
+      const raw = await readFile(join(first, 'logs', 'usage.csv'), 'utf8');
+      assert.ok(raw.startsWith(`${HEADER}\n`));
+      assertRows(raw.slice(HEADER.length + 1), served);
+      for (const d of [other, third, dir]) {
+        await assert.rejects(stat(join(d, 'logs')), { code: 'ENOENT' }, `no logs/ folder in ${d}`);
+      }
+      await assertNoLitter(join(first, 'logs'), ['usage.csv']);
+    });
+  }
+
+  const noCall: { name: string; source: string; stdout: string; stderrIncludes?: string }[] = [
+    { name: 'an app that does nothing', source: `console.log('nothing');\n`, stdout: 'nothing\n' },
+    {
+      name: 'an app that only calls a non-Mistral host (serving usage-shaped JSON)',
+      source: String.raw`
+const res = await fetch(process.env.OTHER_URL + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'x', messages: MESSAGES }) });
+console.log((await res.json()).usage.total_tokens > 0);
+`,
+      stdout: 'true\n',
+    },
+    {
+      name: 'an app that only lists models (GET /v1/models)',
+      source: String.raw`
+const res = await fetch(BASE + '/v1/models');
+console.log((await res.json()).data.length > 0);
+`,
+      stdout: 'true\n',
+    },
+    {
+      name: 'an app whose only call fails (401)',
+      source: String.raw`
+const res = await fetch(BASE + '/mock/status=401/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'x', messages: MESSAGES }) });
+console.log(res.status);
+`,
+      stdout: '401\n',
+    },
+  ];
+  for (const c of noCall) {
+    it(`is never created by ${c.name}`, async (t) => {
+      const dir = await tmp(t);
+      const mock = await mockFor(t);
+      const otherHost = await mockFor(t);
+      const log = join(dir, 'not-created', 'usage.csv');
+      const result = await run({ dir, mock, log, source: c.source, env: { OTHER_URL: otherHost.url } });
+      assertClean(result, c.stdout);
+      assert.equal(result.stderr, '');
+      await assert.rejects(stat(join(dir, 'not-created')), { code: 'ENOENT' });
+      await assertNoLitter(dir, ['app.mjs', 'node_modules']);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 8. The file changes under a running app
+// ---------------------------------------------------------------------------
+
+describe('the log file changes while the app runs', () => {
+  const source = String.raw`
+const LOG = process.env.TARGET_LOG;
+console.log(await chat('first-model'));
+await waitForLines(LOG, 2);
+switch (process.env.MODE) {
+  case 'delete': fs.unlinkSync(LOG); break;
+  case 'move': fs.renameSync(LOG, LOG + '.moved'); break;
+  case 'truncate': fs.truncateSync(LOG, 0); break;
+  case 'replace':
+    fs.writeFileSync(LOG + '.new', process.env.REPLACEMENT);
+    fs.renameSync(LOG + '.new', LOG);
+    break;
+}
+console.log(await chat('second-model'));
+`;
+  const replacement = `${HEADER}\n${OLD_ROW}\n`;
+  const cases: { mode: string; keep: string; moved?: boolean }[] = [
+    { mode: 'delete', keep: `${HEADER}\n` },
+    { mode: 'move', keep: `${HEADER}\n`, moved: true },
+    { mode: 'truncate', keep: `${HEADER}\n` },
+    { mode: 'replace', keep: replacement },
+  ];
+  for (const c of cases) {
+    it(`${c.mode}: the next row goes to the file now at the path`, async (t) => {
+      const dir = await tmp(t);
+      const mock = await mockFor(t);
+      const log = join(dir, 'usage.csv');
+      const result = await run({ dir, mock, log, source, env: { TARGET_LOG: log, MODE: c.mode, REPLACEMENT: replacement } });
+      assertClean(result, `${REPLY_TEXT}\n${REPLY_TEXT}\n`);
+      const [firstCall, secondCall] = await mock.waitForServed(2);
+      const raw = await readFile(log, 'utf8');
+      assert.ok(raw.startsWith(c.keep), JSON.stringify(raw));
+      assertRows(raw.slice(c.keep.length), [secondCall!]);
+      const expectedFiles = ['app.mjs', 'node_modules', 'usage.csv'];
+      if (c.moved) {
+        const moved = await readFile(`${log}.moved`, 'utf8');
+        assert.ok(moved.startsWith(`${HEADER}\n`));
+        assertRows(moved.slice(HEADER.length + 1), [firstCall!]);
+        expectedFiles.push('usage.csv.moved');
+      }
+      await assertNoLitter(dir, expectedFiles);
+    });
+  }
+});
