@@ -3,6 +3,8 @@ import { HostMatcher, matchRequest } from "./endpoints.js";
 import { ObservedCall, type CallDeps, type Limits } from "./record/observed-call.js";
 import { stderrReporter, type Reporter } from "./report.js";
 import { CsvLog } from "./sink/csv-file.js";
+import type { ObserverFactory } from "./taps/exchange.js";
+import { tapNodeHttp } from "./taps/node-http.js";
 import { tapUndici } from "./taps/undici-diagnostics.js";
 
 export type Uninstall = () => void;
@@ -57,11 +59,14 @@ export function install(options: InstallOptions = {}): Uninstall {
   const reportInternalError = (error: unknown) =>
     reporter.warn(`internal error, please report it: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
 
-  const untap = tapUndici((origin, path, method) => {
+  const observe: ObserverFactory = (origin, path, method) => {
     const endpoint = matchRequest(hosts, origin, path, method);
     if (endpoint === undefined) return undefined;
     return new ObservedCall(endpoint, `${method} ${origin}${path.replace(/[?#].*$/, "")}`, deps);
-  }, reportInternalError);
+  };
+  // Two separate HTTP stacks, so no call is seen by both: undici (fetch) and node:http.
+  const untapUndici = tapUndici(observe, reportInternalError);
+  const untapNodeHttp = tapNodeHttp(observe, reportInternalError);
 
   const onExit = (): void => {
     try {
@@ -77,7 +82,8 @@ export function install(options: InstallOptions = {}): Uninstall {
   return () => {
     if (!installed) return;
     installed = false;
-    untap();
+    untapUndici();
+    untapNodeHttp();
     process.off("exit", onExit);
     log.close();
     if (previousLogEnv === undefined) delete process.env[ENV.log];

@@ -1,4 +1,4 @@
-import diagnostics from "node:diagnostics_channel";
+import { on, subscribeAll, type ChannelHandlers } from "./channels.js";
 import type { ExchangeObserver, ObserverFactory, ResponseHead } from "./exchange.js";
 
 /**
@@ -31,19 +31,8 @@ interface Exchange {
 export function tapUndici(createObserver: ObserverFactory, onInternalError: (error: unknown) => void): () => void {
   const exchanges = new WeakMap<object, Exchange>();
 
-  const guard =
-    <T>(handler: (message: T) => void) =>
-    (message: unknown): void => {
-      try {
-        handler(message as T);
-      } catch (error) {
-        // A subscriber that throws would surface as an uncaught exception in the app.
-        onInternalError(error);
-      }
-    };
-
-  const subscriptions: Record<string, (message: unknown) => void> = {
-    "undici:request:create": guard<{ request: UndiciRequest }>(({ request }) => {
+  const handlers: ChannelHandlers = {
+    "undici:request:create": on<{ request: UndiciRequest }>(({ request }) => {
       const observer = createObserver(String(request.origin), String(request.path), String(request.method));
       if (observer === undefined) return;
       const exchange: Exchange = { observer, channelResponseChunks: 0, channelRequestChunks: 0 };
@@ -57,7 +46,7 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
         );
       }
     }),
-    "undici:request:bodyChunkSent": guard<{ request: object; chunk: unknown }>(({ request, chunk }) => {
+    "undici:request:bodyChunkSent": on<{ request: object; chunk: unknown }>(({ request, chunk }) => {
       const exchange = exchanges.get(request);
       if (exchange === undefined) return;
       exchange.channelRequestChunks++;
@@ -66,25 +55,25 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
         if (bytes !== undefined) exchange.observer.requestBody(bytes);
       }
     }),
-    "undici:request:headers": guard<{ request: object; response: { statusCode?: unknown; headers?: unknown } }>(
+    "undici:request:headers": on<{ request: object; response: { statusCode?: unknown; headers?: unknown } }>(
       ({ request, response }) => {
         exchanges.get(request)?.observer.responseStart(responseHead(response));
       },
     ),
-    "undici:request:bodyChunkReceived": guard<{ request: object; chunk: unknown }>(({ request, chunk }) => {
+    "undici:request:bodyChunkReceived": on<{ request: object; chunk: unknown }>(({ request, chunk }) => {
       const exchange = exchanges.get(request);
       if (exchange === undefined) return;
       exchange.channelResponseChunks++;
       const bytes = asBytes(chunk);
       if (bytes !== undefined) exchange.observer.responseData(bytes);
     }),
-    "undici:request:trailers": guard<{ request: object }>(({ request }) => {
+    "undici:request:trailers": on<{ request: object }>(({ request }) => {
       const exchange = exchanges.get(request);
       if (exchange === undefined) return;
       exchanges.delete(request);
       exchange.observer.responseEnd();
     }),
-    "undici:request:error": guard<{ request: object; error: unknown }>(({ request, error }) => {
+    "undici:request:error": on<{ request: object; error: unknown }>(({ request, error }) => {
       const exchange = exchanges.get(request);
       if (exchange === undefined) return;
       exchanges.delete(request);
@@ -92,10 +81,7 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
     }),
   };
 
-  for (const [name, handler] of Object.entries(subscriptions)) diagnostics.subscribe(name, handler);
-  return () => {
-    for (const [name, handler] of Object.entries(subscriptions)) diagnostics.unsubscribe(name, handler);
-  };
+  return subscribeAll(handlers, onInternalError);
 }
 
 /**

@@ -1,0 +1,124 @@
+import type { ClientRequest, IncomingMessage } from "node:http";
+import { on, subscribeAll, type ChannelHandlers } from "./channels.js";
+import type { ExchangeObserver, ObserverFactory } from "./exchange.js";
+
+/**
+ * Observes clients built on node:http and node:https (default axios, openai v4 through node-fetch,
+ * node-fetch, got, plain `https.request`) through Node's `http.client.*` diagnostics channels.
+ *
+ * `http.client.response.finish` fires when the response headers are parsed, before the app gets
+ * its `'response'` event and before any body byte is pushed. The body is observed by wrapping
+ * `push` on that response instance: the parser hands every chunk to `push` (and `null` at the end)
+ * whatever the consumer does later. Adding a `'data'` listener instead would switch the stream to
+ * flowing mode and lose bytes for a consumer that attaches late. A `'close'` listener does not
+ * change the flow. The bytes are still content-encoded: these clients decompress them after `push`.
+ *
+ * The request body (needed only for the model fallback of speech and conversations) comes from the
+ * instance's `write`/`end`, wrapped when `http.client.request.created` announces the request. That
+ * channel exists from Node 22; on Node 20, `http.client.request.start` fires only after a body written
+ * synchronously has gone, so there the model must come from the response.
+ */
+
+interface ResponseEnd {
+  ended: boolean;
+}
+
+export function tapNodeHttp(createObserver: ObserverFactory, onInternalError: (error: unknown) => void): () => void {
+  const exchanges = new WeakMap<object, ExchangeObserver>();
+
+  const announce = ({ request }: { request: ClientRequest }): void => {
+    if (exchanges.has(request)) return; // `created`, then `start` for the same request
+    const observer = createObserver(originOf(request), request.path, request.method);
+    if (observer === undefined) return;
+    exchanges.set(request, observer);
+    if (observer.wantsRequestBody) wrapBodyWrites(request, observer, onInternalError);
+  };
+
+  const handlers: ChannelHandlers = {
+    "http.client.request.created": on(announce),
+    "http.client.request.start": on(announce),
+    "http.client.response.finish": on<{ request: ClientRequest; response: IncomingMessage }>(({ request, response }) => {
+      const observer = exchanges.get(request);
+      if (observer === undefined) return;
+      exchanges.delete(request);
+      observer.responseStart({
+        status: response.statusCode ?? 0,
+        contentType: header(response, "content-type"),
+        contentEncoding: header(response, "content-encoding"),
+      });
+      const end: ResponseEnd = { ended: false };
+      wrapPush(response, observer, end, onInternalError);
+      response.once("close", () => {
+        if (end.ended) return;
+        try {
+          observer.responseError(response.errored ?? undefined);
+        } catch (error) {
+          onInternalError(error);
+        }
+      });
+    }),
+    "http.client.request.error": on<{ request: ClientRequest; error: unknown }>(({ request, error }) => {
+      const observer = exchanges.get(request);
+      if (observer === undefined) return;
+      exchanges.delete(request);
+      observer.responseError(error);
+    }),
+  };
+
+  return subscribeAll(handlers, onInternalError);
+}
+
+/** Forwards every `push` unchanged (same arguments, same return value), observing it first. */
+function wrapPush(
+  response: IncomingMessage,
+  observer: ExchangeObserver,
+  end: ResponseEnd,
+  onInternalError: (error: unknown) => void,
+): void {
+  const original = response.push;
+  response.push = function (this: IncomingMessage, ...args: Parameters<IncomingMessage["push"]>): boolean {
+    try {
+      const chunk: unknown = args[0];
+      if (chunk === null) {
+        end.ended = true;
+        observer.responseEnd();
+      } else if (chunk instanceof Uint8Array) {
+        observer.responseData(chunk);
+      } else if (typeof chunk === "string") {
+        observer.responseData(Buffer.from(chunk, typeof args[1] === "string" ? args[1] : "utf8"));
+      }
+    } catch (error) {
+      onInternalError(error);
+    }
+    return Reflect.apply(original, this, args) as boolean;
+  };
+}
+
+function wrapBodyWrites(request: ClientRequest, observer: ExchangeObserver, onInternalError: (error: unknown) => void): void {
+  for (const name of ["write", "end"] as const) {
+    const original = request[name] as (...args: unknown[]) => unknown;
+    (request as unknown as Record<string, unknown>)[name] = function (this: unknown, ...args: unknown[]): unknown {
+      try {
+        const [chunk, encoding] = args;
+        if (chunk instanceof Uint8Array) observer.requestBody(chunk);
+        else if (typeof chunk === "string") {
+          observer.requestBody(Buffer.from(chunk, typeof encoding === "string" ? (encoding as BufferEncoding) : "utf8"));
+        }
+      } catch (error) {
+        onInternalError(error);
+      }
+      return Reflect.apply(original, this, args);
+    };
+  }
+}
+
+function originOf(request: ClientRequest): string {
+  const host = request.getHeader("host");
+  const authority = typeof host === "string" && host !== "" ? host : request.host;
+  return `${request.protocol}//${authority}`;
+}
+
+function header(response: IncomingMessage, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value.join(", ") : value;
+}
