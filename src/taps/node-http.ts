@@ -19,18 +19,23 @@ import type { ExchangeObserver, ObserverFactory } from "./exchange.js";
  * synchronously has gone, so there the model must come from the response.
  */
 
-interface ResponseEnd {
+interface Exchange {
+  readonly observer: ExchangeObserver;
+  /** The app destroyed or aborted the request: the `ECONNRESET` that follows is its own doing. */
+  cancelledByApp: boolean;
   ended: boolean;
 }
 
 export function tapNodeHttp(createObserver: ObserverFactory, onInternalError: (error: unknown) => void): () => void {
-  const exchanges = new WeakMap<object, ExchangeObserver>();
+  const exchanges = new WeakMap<object, Exchange>();
 
   const announce = ({ request }: { request: ClientRequest }): void => {
     if (exchanges.has(request)) return; // `created`, then `start` for the same request
     const observer = createObserver(originOf(request), request.path, request.method);
     if (observer === undefined) return;
-    exchanges.set(request, observer);
+    const exchange: Exchange = { observer, cancelledByApp: false, ended: false };
+    exchanges.set(request, exchange);
+    wrapDestroy(request, exchange);
     if (observer.wantsRequestBody) wrapBodyWrites(request, observer, onInternalError);
   };
 
@@ -38,30 +43,30 @@ export function tapNodeHttp(createObserver: ObserverFactory, onInternalError: (e
     "http.client.request.created": on(announce),
     "http.client.request.start": on(announce),
     "http.client.response.finish": on<{ request: ClientRequest; response: IncomingMessage }>(({ request, response }) => {
-      const observer = exchanges.get(request);
-      if (observer === undefined) return;
-      exchanges.delete(request);
-      observer.responseStart({
+      const exchange = exchanges.get(request);
+      if (exchange === undefined) return;
+      const { observer } = exchange;
+      exchange.observer.responseStart({
         status: response.statusCode ?? 0,
         contentType: header(response, "content-type"),
         contentEncoding: header(response, "content-encoding"),
       });
-      const end: ResponseEnd = { ended: false };
-      wrapPush(response, observer, end, onInternalError);
+      wrapPush(response, exchange, onInternalError);
       response.once("close", () => {
-        if (end.ended) return;
+        exchanges.delete(request);
+        if (exchange.ended) return;
         try {
-          observer.responseError(response.errored ?? undefined);
+          observer.responseError(exchange.cancelledByApp ? undefined : (response.errored ?? undefined));
         } catch (error) {
           onInternalError(error);
         }
       });
     }),
     "http.client.request.error": on<{ request: ClientRequest; error: unknown }>(({ request, error }) => {
-      const observer = exchanges.get(request);
-      if (observer === undefined) return;
+      const exchange = exchanges.get(request);
+      if (exchange === undefined) return;
       exchanges.delete(request);
-      observer.responseError(error);
+      exchange.observer.responseError(exchange.cancelledByApp ? undefined : error);
     }),
   };
 
@@ -69,18 +74,14 @@ export function tapNodeHttp(createObserver: ObserverFactory, onInternalError: (e
 }
 
 /** Forwards every `push` unchanged (same arguments, same return value), observing it first. */
-function wrapPush(
-  response: IncomingMessage,
-  observer: ExchangeObserver,
-  end: ResponseEnd,
-  onInternalError: (error: unknown) => void,
-): void {
+function wrapPush(response: IncomingMessage, exchange: Exchange, onInternalError: (error: unknown) => void): void {
+  const { observer } = exchange;
   const original = response.push;
   response.push = function (this: IncomingMessage, ...args: Parameters<IncomingMessage["push"]>): boolean {
     try {
       const chunk: unknown = args[0];
       if (chunk === null) {
-        end.ended = true;
+        exchange.ended = true;
         observer.responseEnd();
       } else if (chunk instanceof Uint8Array) {
         observer.responseData(chunk);
@@ -91,6 +92,19 @@ function wrapPush(
       onInternalError(error);
     }
     return Reflect.apply(original, this, args) as boolean;
+  };
+}
+
+/**
+ * `req.destroy()`, `req.abort()` and an aborted `signal` all end in the instance's `destroy`; after
+ * it, Node fails the response with ECONNRESET just as for a connection the server cut, so the only
+ * way to tell the app's own cancel from a network failure is to notice the call.
+ */
+function wrapDestroy(request: ClientRequest, exchange: Exchange): void {
+  const original = request.destroy;
+  request.destroy = function (this: ClientRequest, ...args: Parameters<ClientRequest["destroy"]>): ClientRequest {
+    exchange.cancelledByApp = true;
+    return Reflect.apply(original, this, args) as ClientRequest;
   };
 }
 
