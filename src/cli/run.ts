@@ -1,0 +1,216 @@
+/** `mistral-usage run -- COMMAND [ARGS...]`: run a program with the preload, then say what it logged. */
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { stat } from "node:fs/promises";
+import { constants as osConstants } from "node:os";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { configFromEnv, ENV } from "../config.js";
+import { EXIT, PROGRAM, UsageError, loadPrices, parseOptions, warn, write } from "./common.js";
+import type { Command } from "./common.js";
+import { formatInt, formatUsd, printable } from "./format.js";
+import { readLog } from "./log-reader.js";
+import { costUsd } from "./prices.js";
+import type { PriceBook } from "./prices.js";
+
+const HELP = `Usage: ${PROGRAM} run [options] [--] COMMAND [ARGS...]
+
+Runs COMMAND with the usage-logging preload added to NODE_OPTIONS (by absolute
+path, so npm scripts, child processes and workers started by COMMAND load it
+too), then prints one line on stderr: how many calls were logged, with tokens
+and estimated cost. Everything else passes through: stdin, stdout, stderr,
+SIGINT, SIGTERM and SIGHUP (forwarded to COMMAND), and the exit status.
+
+  ${PROGRAM} run -- node app.js
+  ${PROGRAM} run -- npm start
+  MISTRAL_USAGE_LOG=logs/usage.csv ${PROGRAM} run -- node app.js --port 3000
+
+Options (before COMMAND):
+  -q, --quiet      no summary line at the end
+  --prices FILE    price table for the cost in the summary (see report --help)
+  -h, --help       show this help
+
+The log is $MISTRAL_USAGE_LOG, else ./mistral_usage_log.csv; COMMAND gets its
+absolute path in MISTRAL_USAGE_LOG. The summary counts the rows appended to it
+while COMMAND ran (rows another program appends meanwhile count too).
+
+Exit status: COMMAND's. If COMMAND is killed by a signal, ${PROGRAM} kills
+itself with the same signal. 2: usage error (no COMMAND, unknown option);
+126: COMMAND cannot be executed; 127: COMMAND not found; 1: ${PROGRAM} itself
+failed (the preload is missing: run npm run build in a checkout).
+`;
+
+/** Signals passed on to the child: the terminal's and a supervisor's ways of asking it to stop. */
+const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+export const runCommand: Command = {
+  name: "run",
+  summary: "run a command with the preload, then summarize",
+  help: HELP,
+  async run(args, ctx) {
+    const { own, command } = splitCommand(args);
+    const { values } = parseOptions("run", own, { quiet: { type: "boolean", short: "q", default: false }, prices: { type: "string" } }, false);
+    if (values.help === true) {
+      await write(ctx.stdout, HELP);
+      return EXIT.ok;
+    }
+    const [file, ...rest] = command;
+    if (file === undefined || file === "") throw new UsageError("run needs a COMMAND to run, e.g. mistral-usage run -- node app.js", "run");
+    const prices = await loadPrices(ctx, "run", values.prices as string | undefined);
+    const preload = preloadPath();
+    if (!existsSync(preload)) {
+      warn(ctx, `the preload ${preload} is missing (in a checkout, run npm run build)`);
+      return EXIT.problems;
+    }
+    const config = configFromEnv(ctx.env, ctx.cwd);
+    const env: Record<string, string | undefined> = {
+      ...ctx.env,
+      NODE_OPTIONS: withPreload(ctx.env["NODE_OPTIONS"], pathToFileURL(preload).href),
+      [ENV.log]: config.logPath,
+    };
+    const before = await logPosition(config.logPath);
+    const outcome = await spawnForwarding(file, rest, { cwd: ctx.cwd, env });
+    if (outcome.kind === "error") {
+      warn(ctx, `${printable(file)}: ${outcome.message}`);
+      return outcome.code;
+    }
+    if (values.quiet !== true) {
+      try {
+        warn(ctx, await summaryLine(config.logPath, before, prices, config.disabled));
+      } catch (err) {
+        warn(ctx, `could not read ${printable(config.logPath)}: ${(err as Error).message}`);
+      }
+    }
+    if (outcome.signal !== null) return reraise(outcome.signal);
+    return outcome.code ?? EXIT.problems;
+  },
+};
+
+/**
+ * Our options come before COMMAND: everything up to `--`, or up to the first argument that is
+ * not an option. The command's own options (`node --inspect app.js`) are never parsed as ours.
+ */
+export function splitCommand(args: readonly string[]): { own: string[]; command: string[] } {
+  const own: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--") return { own, command: args.slice(i + 1) };
+    if (!arg.startsWith("-") || arg === "-") return { own, command: args.slice(i) };
+    own.push(arg);
+    // An option that takes a value consumes the next argument.
+    if (arg === "--prices" && i + 1 < args.length) own.push(args[++i] as string);
+  }
+  return { own, command: [] };
+}
+
+/** The compiled preload of this very package: dist/register.js next to dist/src/cli/ (or register.js beside src/ in a checkout run through tsx). */
+export function preloadPath(): string {
+  return fileURLToPath(new URL("../../register.js", import.meta.url));
+}
+
+/**
+ * NODE_OPTIONS with `--import=SPECIFIER` appended, keeping what was there. Node splits
+ * NODE_OPTIONS at spaces unless they are inside double quotes, where `\` escapes `"` and `\`.
+ */
+export function withPreload(existing: string | undefined, specifier: string): string {
+  const option = quoteNodeOption(`--import=${specifier}`);
+  const current = existing?.trim() ?? "";
+  return current === "" ? option : `${current} ${option}`;
+}
+
+export function quoteNodeOption(arg: string): string {
+  return /[\s"\\]/.test(arg) ? `"${arg.replace(/[\\"]/g, (c) => `\\${c}`)}"` : arg;
+}
+
+interface Position {
+  readonly size: number;
+  readonly id?: string;
+}
+
+async function logPosition(file: string): Promise<Position> {
+  const s = await stat(file).catch(() => undefined);
+  return s === undefined ? { size: 0 } : { size: s.size, id: `${s.dev}:${s.ino}` };
+}
+
+/** "3 calls logged to FILE (1,234 tokens, est. $0.0012)", counting the rows added since `before`. */
+async function summaryLine(file: string, before: Position, prices: PriceBook, disabled: boolean): Promise<string> {
+  if (disabled) return `no calls logged: ${ENV.disable} is set`;
+  const now = await logPosition(file);
+  if (now.id === undefined) return formatSummary(file, 0, 0, 0, new Map());
+  // A log that was replaced or truncated meanwhile is counted from its start.
+  const start = now.id === before.id && now.size >= before.size ? before.size : 0;
+  let calls = 0;
+  let tokens = 0;
+  let cost = 0;
+  const unpriced = new Map<string, number>();
+  await readLog(
+    file,
+    {
+      row(row) {
+        calls++;
+        tokens += row.totalTokens;
+        const price = prices.resolve(row.model);
+        if (price === undefined) unpriced.set(row.model, (unpriced.get(row.model) ?? 0) + 1);
+        else cost += costUsd(price.entry, row.promptTokens, row.completionTokens);
+      },
+    },
+    { start },
+  );
+  return formatSummary(file, calls, tokens, cost, unpriced);
+}
+
+/** The summary line's text. Pure. */
+export function formatSummary(file: string, calls: number, tokens: number, cost: number, unpriced: ReadonlyMap<string, number>): string {
+  if (calls === 0) return `no calls logged to ${printable(file)}`;
+  const pricedCalls = calls - [...unpriced.values()].reduce((a, b) => a + b, 0);
+  let money = pricedCalls > 0 ? `est. ${formatUsd(cost)}` : "est. cost n/a";
+  if (unpriced.size > 0 && pricedCalls > 0) {
+    const n = calls - pricedCalls;
+    money += ` + n/a for ${formatInt(n)} call${n === 1 ? "" : "s"} to ${[...unpriced.keys()].map(printable).join(", ")}`;
+  } else if (unpriced.size > 0) {
+    money += ` (no price for ${[...unpriced.keys()].map(printable).join(", ")})`;
+  }
+  return `${formatInt(calls)} call${calls === 1 ? "" : "s"} logged to ${printable(file)} (${formatInt(tokens)} tokens, ${money})`;
+}
+
+type Outcome = { kind: "exit"; code: number | null; signal: NodeJS.Signals | null } | { kind: "error"; code: number; message: string };
+
+/** Spawns with inherited stdio, forwarding our stop signals to the child until it ends. */
+function spawnForwarding(file: string, args: string[], options: { cwd: string; env: Record<string, string | undefined> }): Promise<Outcome> {
+  return new Promise((resolve) => {
+    let child: ChildProcess | undefined;
+    // Listening before the spawn leaves no moment in which a signal would kill us and orphan the
+    // child. (Signal events are emitted from the event loop, so `child` is set by then.)
+    const forward = (signal: NodeJS.Signals): void => {
+      if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill(signal);
+    };
+    for (const s of FORWARDED) process.on(s, forward);
+    const done = (outcome: Outcome): void => {
+      for (const s of FORWARDED) process.off(s, forward);
+      resolve(outcome);
+    };
+    child = spawn(file, args, { cwd: options.cwd, env: options.env, stdio: "inherit" });
+    child.once("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") done({ kind: "error", code: 127, message: "command not found" });
+      else if (err.code === "EACCES") done({ kind: "error", code: 126, message: "permission denied (not executable)" });
+      else done({ kind: "error", code: EXIT.problems, message: `cannot run: ${err.message}` });
+    });
+    child.once("exit", (code, signal) => done({ kind: "exit", code, signal }));
+  });
+}
+
+/**
+ * Ends this process the way the child ended: killed by the same signal, so that a shell or
+ * supervisor sees what really happened. If the signal is ignored here, 128 + its number.
+ */
+function reraise(signal: NodeJS.Signals): number {
+  const code = 128 + (osConstants.signals[signal] ?? 0);
+  process.exitCode = code;
+  try {
+    process.kill(process.pid, signal);
+  } catch {
+    // Not a signal this platform can send to itself.
+  }
+  return code;
+}
+
