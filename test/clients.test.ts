@@ -329,10 +329,11 @@ show('embeddings.create', await client.embeddings.create({ model: 'mistral-embed
 
       it(`@mistralai/mistralai: chat.stream left with break right after the finish_reason chunk (${variant})`, async () => {
         // Usage rides on the finish_reason chunk, so it has arrived when the loop breaks. The mock
-        // spaces events 50 ms apart, so the SDK cancels the body BEFORE [DONE] arrives: for gzip
-        // that is a compressed stream cut mid-way, whose usage must still be found.
+        // spaces events 400 ms apart (wide enough for a loaded CI machine), so the SDK cancels the
+        // body BEFORE [DONE] arrives: for gzip that is a compressed stream cut mid-way, whose usage
+        // must still be found.
         const source = `import { Mistral } from '@mistralai/mistralai';
-const client = new Mistral({ apiKey: 'k', serverURL: BASE + '${flagged(flags ? `${flags},delay=50` : 'delay=50')}' });
+const client = new Mistral({ apiKey: 'k', serverURL: BASE + '${flagged(flags ? `${flags},delay=400` : 'delay=400')}' });
 const stream = await client.chat.stream(chatBody());
 for await (const event of stream) {
   show('chunk', event.data);
@@ -355,11 +356,11 @@ for await (const chunk of stream) show('chunk', chunk);`;
       });
 
       it(`openai: stream left with break after the first chunk (${variant})`, async () => {
-        // openai aborts the request on break. The mock spaces the events 50 ms apart so the abort
+        // openai aborts the request on break. The mock spaces the events 200 ms apart so the abort
         // lands long before the usage chunk: no usage arrived, so no row. Should the usage chunk
         // have been served anyway, exactly one row is expected: the served list decides.
         const source = `import OpenAI from 'openai';
-const client = new OpenAI({ apiKey: 'k', baseURL: BASE + '${flagged(flags ? `${flags},delay=50` : 'delay=50')}/v1' });
+const client = new OpenAI({ apiKey: 'k', baseURL: BASE + '${flagged(flags ? `${flags},delay=200` : 'delay=200')}/v1' });
 const stream = await client.chat.completions.create(chatBody({ stream: true }));
 for await (const chunk of stream) {
   show('first chunk', chunk);
@@ -371,7 +372,7 @@ show('after break', 'ok');`;
         // runScenario already matched rows to whatever was served; this pins down which case ran:
         // both runs (baseline and instrumented) cut their stream before the usage chunk.
         await mock().waitForDisconnects(disconnectsBefore + 2);
-        assert.equal(served.length, 0, 'with 50 ms between events the abort beats the usage chunk');
+        assert.equal(served.length, 0, 'with 200 ms between events the abort beats the usage chunk');
       });
 
       it(`Vercel AI SDK (ai + @ai-sdk/mistral): generateText and streamText (${variant})`, async () => {
