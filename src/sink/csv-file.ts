@@ -20,7 +20,8 @@ const STALE_LOCK_MS = 10_000;
  * Rows are appended with synchronous writes to a file opened with O_APPEND, one write per batch of
  * whole rows, so rows from several processes never interleave and a row that was recorded is on
  * disk before any `process.exit()` can run (an asynchronous write still in flight at exit would be
- * lost or, if retried, written twice). Rows recorded in the same tick are batched into one write.
+ * lost or, if retried, written twice). Rows recorded in the same tick are batched into one write,
+ * made on the next tick; rows still pending when the process exits are written by the exit handler.
  *
  * The header is written exactly once even when many processes create the file at the same moment:
  * a new file appears atomically with its header already in it (written to a temporary file, then
@@ -46,9 +47,11 @@ export class CsvLog {
     this.#pending.push({ ...record, epochMicros: this.#clock.nowMicros() });
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      queueMicrotask(() => this.flush());
+      process.nextTick(this.#flushNow);
     }
   }
+
+  readonly #flushNow = (): void => this.flush();
 
   /** Writes every pending row now. Never throws. */
   flush(): void {

@@ -11,31 +11,41 @@ export interface UsageRow extends UsageRecord {
 }
 
 // csv-writer publishes its TypeScript sources as its types, which do not compile under this
-// project's strict ESM settings; it is loaded as the CommonJS module it is, typed by what we use.
+// project's strict ESM settings; it is loaded as the CommonJS module it is, typed by what we use,
+// and only when the first row is written (it is most of the preload's start-up time otherwise).
 interface ArrayCsvStringifier {
   stringifyRecords(records: ReadonlyArray<ReadonlyArray<string | number>>): string;
 }
-const { createArrayCsvStringifier } = createRequire(import.meta.url)("csv-writer") as {
-  createArrayCsvStringifier(params: { alwaysQuote?: boolean }): ArrayCsvStringifier;
-};
+type CsvWriter = { createArrayCsvStringifier(params: { alwaysQuote?: boolean }): ArrayCsvStringifier };
+let stringifiers: { plain: ArrayCsvStringifier; quoting: ArrayCsvStringifier } | undefined;
 
-const stringifier = createArrayCsvStringifier({});
-// csv-writer quotes on comma, quote and LF but not on a lone CR, which RFC 4180 also requires quoted.
-const quotingStringifier = createArrayCsvStringifier({ alwaysQuote: true });
+/**
+ * The model as a CSV field, formatted by csv-writer (RFC 4180). csv-writer quotes on comma, quote
+ * and LF but not on a lone CR, which RFC 4180 also requires quoted. A process sees a handful of
+ * models, so each is formatted once.
+ */
+const modelFields = new Map<string, string>();
+function modelField(model: string): string {
+  let field = modelFields.get(model);
+  if (field === undefined) {
+    stringifiers ??= (() => {
+      const csv = createRequire(import.meta.url)("csv-writer") as CsvWriter;
+      return { plain: csv.createArrayCsvStringifier({}), quoting: csv.createArrayCsvStringifier({ alwaysQuote: true }) };
+    })();
+    const guarded = guardFormula(model);
+    field = (guarded.includes("\r") ? stringifiers.quoting : stringifiers.plain).stringifyRecords([[guarded]]).slice(0, -1);
+    if (modelFields.size >= 1000) modelFields.clear();
+    modelFields.set(model, field);
+  }
+  return field;
+}
 
-/** Formats rows as CSV lines, each ending in "\n". Pure. */
+/** Formats rows as CSV lines, each ending in "\n". The other four fields never need quoting. */
 export function formatRows(rows: readonly UsageRow[]): string {
   let text = "";
   for (const row of rows) {
-    const model = guardFormula(row.model);
-    const fields = [
-      formatTimestamp(row.epochMicros),
-      model,
-      row.counts.promptTokens,
-      row.counts.completionTokens,
-      row.counts.totalTokens,
-    ];
-    text += (model.includes("\r") ? quotingStringifier : stringifier).stringifyRecords([fields]);
+    const { promptTokens, completionTokens, totalTokens } = row.counts;
+    text += `${formatTimestamp(row.epochMicros)},${modelField(row.model)},${promptTokens},${completionTokens},${totalTokens}\n`;
   }
   return text;
 }
@@ -53,11 +63,16 @@ export function guardFormula(model: string): string {
  * Python 3.10's `datetime.fromisoformat` rejects; the same form as the guide's example.
  */
 export function formatTimestamp(epochMicros: number): string {
-  const millis = Math.floor(epochMicros / 1000);
-  const micros = epochMicros - millis * 1000;
-  const iso = new Date(millis).toISOString(); // 2026-11-24T10:30:01.123Z
-  return `${iso.slice(0, 23)}${String(micros).padStart(3, "0")}+00:00`;
+  const second = Math.floor(epochMicros / 1_000_000);
+  if (second !== cachedSecond) {
+    cachedSecond = second;
+    cachedPrefix = new Date(second * 1000).toISOString().slice(0, 20); // 2026-11-24T10:30:01.
+  }
+  return `${cachedPrefix}${String(epochMicros - second * 1_000_000).padStart(6, "0")}+00:00`;
 }
+// Rows come in bursts within the same second: the date part is formatted once per second.
+let cachedSecond = Number.NaN;
+let cachedPrefix = "";
 
 /**
  * Wall-clock time with microseconds. `Date` has milliseconds only; the sub-millisecond part comes

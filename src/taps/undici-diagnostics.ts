@@ -127,6 +127,9 @@ function responseHead(response: { statusCode?: unknown; headers?: unknown }): Re
   if (Array.isArray(headers)) {
     // Raw pairs: [name, value, name, value, ...] as Buffers (or strings).
     for (let i = 0; i + 1 < headers.length; i += 2) {
+      // Only two names matter: skip the others without converting them to strings.
+      const length = (headers[i] as { length?: number }).length;
+      if (length !== 12 && length !== 16) continue;
       const name = String(headers[i]).toLowerCase();
       if (name === "content-type") contentType = String(headers[i + 1]);
       else if (name === "content-encoding") {
