@@ -1,0 +1,198 @@
+// The preload's own cost per call, without a network: what the taps, the observer, the extractors
+// and the sink add to one call, measured on the built code (dist/) in one process.
+//
+//   node bench/pipeline.mjs [--quick] [--json] [--dist DIR]
+//
+// --dist measures another build (say a copy of dist/ with a fix) against the same bodies.
+// "through the taps" feeds the real, installed subscribers the diagnostics messages undici would
+// publish for one call (create, headers, body chunks, trailers), then yields a macrotask so that the
+// row is flushed on its own, as it is for a real call; the same loop without the preload installed
+// is subtracted. The body chunks go through the wrapped `onData` (Node 20 and 22, undici 6) or the
+// `undici:request:bodyChunkReceived` channel (Node 24+, undici >= 7.11). The rest times one part
+// each. Times are CPU time (user + system, all threads: GC included), which a busy shared machine
+// disturbs less than wall time. Medians of 7 repetitions (5 with --quick), microseconds per call.
+import diagnostics from "node:diagnostics_channel";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { jsonBody, sseEvents } from "./bodies.mjs";
+
+const { values } = parseArgs({
+  options: { quick: { type: "boolean", default: false }, json: { type: "boolean", default: false }, dist: { type: "string" } },
+});
+const dist = values.dist === undefined ? new URL("../dist/", import.meta.url) : pathToFileURL(`${path.resolve(values.dist)}/`);
+const load = (file) => import(new URL(file, dist).href);
+const { install } = await load("src/index.js");
+const { HostMatcher, matchRequest } = await load("src/endpoints.js");
+const { ObservedCall } = await load("src/record/observed-call.js");
+const { extractFromJson } = await load("src/usage/json.js");
+const { SseUsageExtractor } = await load("src/usage/sse.js");
+const { formatRows } = await load("src/sink/csv-row.js");
+const { CsvLog } = await load("src/sink/csv-file.js");
+const SCALE = values.quick ? 0.1 : 1;
+const REPS = values.quick ? 5 : 7;
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mistral-usage-pipeline-"));
+const ORIGIN = "http://127.0.0.1:8080";
+const PATH = "/v1/chat/completions";
+const JSON_BODY = jsonBody();
+const SSE = sseEvents();
+const SSE_WHOLE = Buffer.concat(SSE);
+// The stream as 4 reads, as a busy client often gets it.
+const SSE_4 = [0, 1, 2, 3].map((i) => SSE_WHOLE.subarray(Math.floor((i * SSE_WHOLE.length) / 4), Math.floor(((i + 1) * SSE_WHOLE.length) / 4)));
+const rawHeaders = (type) => [Buffer.from("content-type"), Buffer.from(type), Buffer.from("date"), Buffer.from("Tue, 24 Nov 2026 10:00:00 GMT"), Buffer.from("connection"), Buffer.from("keep-alive"), Buffer.from("transfer-encoding"), Buffer.from("chunked")];
+const JSON_HEADERS = rawHeaders("application/json");
+const SSE_HEADERS = rawHeaders("text/event-stream");
+
+const channel = (name) => diagnostics.channel(`undici:request:${name}`);
+const create = channel("create");
+const headers = channel("headers");
+const chunkReceived = channel("bodyChunkReceived");
+const trailers = channel("trailers");
+
+/** What the preload sees of an undici Request. Undici >= 7.11 publishes each chunk from onData. */
+class FakeRequest {
+  constructor(publishChunks) {
+    this.origin = ORIGIN;
+    this.path = PATH;
+    this.method = "POST";
+    this.publishChunks = publishChunks;
+  }
+  onData(chunk) {
+    if (this.publishChunks && chunkReceived.hasSubscribers) chunkReceived.publish({ request: this, chunk });
+    return chunk !== undefined;
+  }
+  onBodySent() {}
+}
+
+/** One call as undici reports it: through the onData wrapper, or through the body channel. */
+function oneCall(chunks, head, via) {
+  const request = new FakeRequest(via === "channel");
+  if (create.hasSubscribers) create.publish({ request });
+  if (headers.hasSubscribers) headers.publish({ request, response: { statusCode: 200, headers: head, statusText: "OK" } });
+  for (const chunk of chunks) request.onData(chunk);
+  if (trailers.hasSubscribers) trailers.publish({ request, trailers: [] });
+}
+
+const nextMacrotask = () => new Promise((resolve) => setImmediate(resolve));
+
+const cpuMicros = (since) => {
+  const used = process.cpuUsage(since);
+  return used.user + used.system;
+};
+
+async function timeAsync(iterations, body) {
+  const start = process.cpuUsage();
+  for (let i = 0; i < iterations; i++) await body(i);
+  return cpuMicros(start) / iterations;
+}
+
+function timeSync(iterations, body) {
+  const start = process.cpuUsage();
+  for (let i = 0; i < iterations; i++) body(i);
+  return cpuMicros(start) / iterations;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const results = [];
+
+let logCounter = 0;
+
+async function tapped(name, chunks, head, via) {
+  const iterations = Math.round(4000 * SCALE);
+  const run = () => timeAsync(iterations, async () => {
+    oneCall(chunks, head, via);
+    await nextMacrotask();
+  });
+  const logPath = path.join(dir, `tapped-${++logCounter}.csv`);
+  const without = [];
+  const withPreload = [];
+  await run(); // warm-up
+  for (let r = 0; r < REPS; r++) {
+    without.push(await run());
+    const uninstall = install({ logPath, extraHosts: ["127.0.0.1:8080"], verbose: false, disabled: false });
+    if (r === 0) await run();
+    withPreload.push(await run());
+    uninstall();
+  }
+  const rows = fs.readFileSync(logPath, "utf8").split("\n").length - 2;
+  const expected = iterations * (REPS + 1);
+  if (rows !== expected) throw new Error(`${name}: ${rows} rows, expected ${expected}`);
+  results.push({ part: name, microsPerCall: median(withPreload) - median(without), baselineMicros: median(without) });
+}
+
+function part(name, iterations, body) {
+  const n = Math.round(iterations * SCALE);
+  timeSync(n, body);
+  const times = [];
+  for (let r = 0; r < REPS; r++) times.push(timeSync(n, body));
+  results.push({ part: name, microsPerCall: median(times) });
+}
+
+// ---- through the taps, end to end (this includes the CSV write of each row)
+await tapped("warm-up: the first measurement pays for compiling the preload's code", [JSON_BODY], JSON_HEADERS, "onData");
+results.pop();
+await tapped("json call through the taps, onData wrapper (Node 20/22)", [JSON_BODY], JSON_HEADERS, "onData");
+await tapped("json call through the taps, body channel (Node 24+)", [JSON_BODY], JSON_HEADERS, "channel");
+await tapped("sse call (51 events in 51 reads) through the taps, onData wrapper", SSE, SSE_HEADERS, "onData");
+await tapped("sse call (51 events in 4 reads) through the taps, onData wrapper", SSE_4, SSE_HEADERS, "onData");
+
+// ---- the parts
+const hosts = new HostMatcher(["127.0.0.1:8080"]);
+part("matchRequest (host cached, path regex)", 200_000, () => matchRequest(hosts, ORIGIN, PATH, "POST"));
+part("call label string (built for every call, used only in warnings)", 200_000, () => `POST ${ORIGIN}${PATH.replace(/[?#].*$/, "")}`);
+const deps = { record: () => {}, warn: () => {}, limits: { maxBodyBytes: 32 << 20, maxEventBytes: 8 << 20, maxRequestBytes: 1 << 20 }, openStreams: new Set() };
+const endpoint = { kind: "chat", usageExpected: true, needsRequestModel: false };
+const jsonHead = { status: 200, contentType: "application/json", contentEncoding: undefined };
+const sseHead = { status: 200, contentType: "text/event-stream", contentEncoding: undefined };
+part("ObservedCall, json body, record() a no-op", 50_000, () => {
+  const call = new ObservedCall(endpoint, "label", deps);
+  call.responseStart(jsonHead);
+  call.responseData(JSON_BODY);
+  call.responseEnd();
+});
+part("  of which: body.toString + JSON.parse + usage checks (extractFromJson)", 50_000, () => extractFromJson(JSON_BODY.toString("utf8")));
+part("  of which: JSON.parse alone", 50_000, () => JSON.parse(JSON_BODY.toString("latin1")));
+part("ObservedCall, sse 51 events in 51 reads, record() a no-op", 5_000, () => {
+  const call = new ObservedCall(endpoint, "label", deps);
+  call.responseStart(sseHead);
+  for (const chunk of SSE) call.responseData(chunk);
+  call.responseEnd();
+});
+part("  of which: SseUsageExtractor alone (decode, eventsource-parser, JSON.parse of the usage event)", 5_000, () => {
+  const sse = new SseUsageExtractor(8 << 20);
+  for (const chunk of SSE) sse.push(chunk);
+});
+part("ObservedCall, sse 51 events in 4 reads, record() a no-op", 5_000, () => {
+  const call = new ObservedCall(endpoint, "label", deps);
+  call.responseStart(sseHead);
+  for (const chunk of SSE_4) call.responseData(chunk);
+  call.responseEnd();
+});
+const row = { model: "mistral-small-2603", counts: { promptTokens: 23, completionTokens: 50, totalTokens: 73 }, epochMicros: Date.now() * 1000 };
+part("formatRows, one row (csv-writer stringifier + timestamp)", 100_000, () => formatRows([row]));
+const logPath = path.join(dir, "sink.csv");
+const log = new CsvLog(logPath, { warn: (message) => console.error(message) });
+part("CsvLog append + flush of one row (statSync + writeSync + format)", 20_000, () => {
+  log.append(row);
+  log.flush();
+});
+log.close();
+const statPath = path.join(dir, "stat.csv");
+fs.writeFileSync(statPath, "x\n");
+const fd = fs.openSync(statPath, fs.constants.O_WRONLY | fs.constants.O_APPEND);
+const line = Buffer.from("2026-11-24T10:30:01.123456+00:00,mistral-small-2603,23,50,73\n");
+part("  of which: fs.statSync(path) alone", 20_000, () => fs.statSync(statPath, { throwIfNoEntry: false }));
+part("  of which: fs.writeSync of one row alone", 20_000, () => fs.writeSync(fd, line));
+part("  fs.fstatSync(fd) alone, for comparison", 20_000, () => fs.fstatSync(fd));
+fs.closeSync(fd);
+fs.rmSync(dir, { recursive: true, force: true });
+
+if (values.json) {
+  process.stdout.write(`${JSON.stringify({ node: process.version, dist: fileURLToPath(dist), results })}\n`);
+} else {
+  console.log(`preload cost per call, node ${process.version}, ${fileURLToPath(dist)} (CPU microseconds, median of ${REPS})`);
+  for (const r of results) console.log(`${r.microsPerCall.toFixed(2).padStart(9)}  ${r.part}`);
+}
