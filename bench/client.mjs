@@ -61,32 +61,20 @@ let chunksSeen = 0;
 async function call(stream) {
   const start = performance.now();
   let first = NaN;
-  if (api === "fetch") {
-    const response = await fetch(URL_, { method: "POST", headers, body: stream ? SSE_BODY : JSON_BODY });
-    if (response.status !== 200) throw new Error(`status ${response.status}`);
-    if (stream) {
-      for await (const chunk of response.body) {
-        if (Number.isNaN(first)) first = performance.now() - start;
-        chunksSeen++;
-        void chunk;
-      }
-    } else {
-      const body = await response.json();
-      if (body.usage === undefined) throw new Error("no usage");
+  const body = stream ? SSE_BODY : JSON_BODY;
+  const response =
+    api === "fetch" ? await fetch(URL_, { method: "POST", headers, body }) : await request(URL_, { method: "POST", headers, body });
+  const status = api === "fetch" ? response.status : response.statusCode;
+  if (status !== 200) throw new Error(`status ${status}`);
+  if (stream) {
+    for await (const chunk of response.body) {
+      if (Number.isNaN(first)) first = performance.now() - start;
+      chunksSeen++;
+      void chunk;
     }
   } else {
-    const response = await request(URL_, { method: "POST", headers, body: stream ? SSE_BODY : JSON_BODY });
-    if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}`);
-    if (stream) {
-      for await (const chunk of response.body) {
-        if (Number.isNaN(first)) first = performance.now() - start;
-        chunksSeen++;
-        void chunk;
-      }
-    } else {
-      const body = await response.body.json();
-      if (body.usage === undefined) throw new Error("no usage");
-    }
+    const parsed = api === "fetch" ? await response.json() : await response.body.json();
+    if (parsed.usage === undefined) throw new Error("no usage");
   }
   return [performance.now() - start, first];
 }
