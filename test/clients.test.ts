@@ -22,11 +22,9 @@ import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { startMockMistral } from './support/mock-mistral.js';
 import type { MockMistral, ServedResponse } from './support/mock-mistral.js';
-import { readCsv, registerPath, runApp, tempDir } from './support/run-app.js';
+import { readLogRows, registerPath, runApp, tempDir } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
-const HEADER = 'TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens';
-const TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/;
 const LOG_NAME = 'mistral_usage_log.csv';
 
 const [nodeMajor = 0, nodeMinor = 0] = process.versions.node.split('.').map(Number);
@@ -99,18 +97,9 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** The CSV's data rows, after checking header and timestamps; [] when no file was created. */
+/** The CSV's data rows, format checked; [] when no file was created. */
 async function csvRows(path: string): Promise<string[][]> {
-  if (!(await exists(path))) return [];
-  const csv = await readCsv(path);
-  assert.equal(csv.header, HEADER, 'the first line is the header');
-  assert.equal(csv.raw.split('\n').filter((line) => line === HEADER).length, 1, `exactly one header line:\n${csv.raw}`);
-  for (const row of csv.rows) {
-    assert.equal(row.length, 5, `five fields: ${row.join(',')}`);
-    assert.match(row[0] ?? '', TIMESTAMP, `timestamp of ${row.join(',')}`);
-    for (const count of row.slice(2)) assert.match(count, /^\d+$/, `counts are whole numbers: ${row.join(',')}`);
-  }
-  return csv.rows;
+  return (await exists(path)) ? readLogRows(path) : [];
 }
 
 /** Waits until the mock has recorded `count` entries after `from` (it records when the write completes). */

@@ -36,12 +36,10 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { buildJsonBody, formatSseEvent, planSse, resolveFlags, startMockMistral } from './support/mock-mistral.js';
 import type { MockMistral, ResponseContext, ServedResponse } from './support/mock-mistral.js';
-import { readCsv, runApp, tempDir } from './support/run-app.js';
+import { readLogRows, runApp, tempDir } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
 const OUR_PREFIX = 'mistral-usage-log:';
-const HEADER = 'TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens';
-const TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/;
 const STRICT_FLAGS = ['--trace-warnings', '--unhandled-rejections=strict', '--pending-deprecation'];
 const nodeMajor = Number(process.versions.node.split('.')[0]);
 const opensslAvailable = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
@@ -208,17 +206,6 @@ function normalise(text: string, servers: Record<string, { hostPort: string }>, 
   return out.replace(/\(node:\d+\)/g, '(node:<pid>)');
 }
 
-async function readRows(path: string): Promise<string[][]> {
-  const csv = await readCsv(path);
-  assert.equal(csv.header, HEADER, 'the log starts with the header');
-  assert.equal(csv.raw.split('\n').filter((line) => line === HEADER).length, 1, `exactly one header line:\n${csv.raw}`);
-  for (const row of csv.rows) {
-    assert.equal(row.length, 5, `five fields: ${row.join(',')}`);
-    assert.match(row[0] ?? '', TIMESTAMP, `timestamp of ${row.join(',')}`);
-    for (const count of row.slice(2)) assert.match(count, /^\d+$/, `counts are whole numbers: ${row.join(',')}`);
-  }
-  return csv.rows;
-}
 
 async function runSide(t: TestContext, scenario: Scenario, preload: boolean): Promise<Side> {
   const dir = await tempDir('mistral-usage-nodehttp-');
@@ -256,7 +243,7 @@ async function runSide(t: TestContext, scenario: Scenario, preload: boolean): Pr
       stdout: normalise(result.stdout, all, dir),
       ours: lines.filter((line) => line.startsWith(OUR_PREFIX)),
       appStderr: lines.filter((line) => !line.startsWith(OUR_PREFIX)),
-      rows: existsSync(logPath) ? await readRows(logPath) : undefined,
+      rows: existsSync(logPath) ? await readLogRows(logPath) : undefined,
       served: [...mock.served],
       servers,
       mock,

@@ -2,6 +2,7 @@
  * Helpers for integration tests that run real apps as child processes, with or
  * without the `--import` preload, and read the CSV they leave behind.
  */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { lstat, mkdtemp, readFile, realpath, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -205,4 +206,24 @@ export async function readCsv(path: string): Promise<CsvContent> {
   const header = firstBreak === -1 ? raw : raw.slice(0, firstBreak);
   const rows = parseCsv(raw).slice(1);
   return { header, rows, raw };
+}
+
+/** The mandatory header, and the timestamp form every row must have. */
+export const LOG_HEADER = 'TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens';
+export const LOG_TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/;
+
+/**
+ * A usage log's data rows, after asserting the format: the header exactly once, as the first line;
+ * five fields per row; the timestamp form; whole-number counts.
+ */
+export async function readLogRows(path: string): Promise<string[][]> {
+  const csv = await readCsv(path);
+  assert.equal(csv.header, LOG_HEADER, 'the log starts with the header');
+  assert.equal(csv.raw.split('\n').filter((line) => line === LOG_HEADER).length, 1, `exactly one header line:\n${csv.raw}`);
+  for (const row of csv.rows) {
+    assert.equal(row.length, 5, `five fields: ${row.join(',')}`);
+    assert.match(row[0] ?? '', LOG_TIMESTAMP, `timestamp of ${row.join(',')}`);
+    for (const count of row.slice(2)) assert.match(count, /^\d+$/, `counts are whole numbers: ${row.join(',')}`);
+  }
+  return csv.rows;
 }
