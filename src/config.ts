@@ -35,7 +35,7 @@ export function configFromEnv(env: Env = process.env, cwd: string = process.cwd(
 
   const rawLog = env[ENV.log]?.trim();
   let logFile = DEFAULT_LOG_FILE;
-  if (rawLog !== undefined && rawLog.trim() !== "") {
+  if (rawLog !== undefined && rawLog !== "") {
     if (rawLog.includes("\0")) {
       warnings.push(`${ENV.log} contains a NUL byte; using ${DEFAULT_LOG_FILE}`);
     } else {

@@ -1,6 +1,6 @@
 import { configFromEnv, ENV, type Config } from "./config.js";
 import { HostMatcher, matchRequest } from "./endpoints.js";
-import { ObservedCall, type CallDeps, type Limits } from "./record/observed-call.js";
+import { ObservedCall, type CallDeps, type Limits, type UsageRecord } from "./record/observed-call.js";
 import { stderrReporter, type Reporter } from "./report.js";
 import { CsvLog } from "./sink/csv-file.js";
 import type { ObserverFactory } from "./taps/exchange.js";
@@ -28,7 +28,7 @@ type Marked = typeof globalThis & { [INSTALLED]?: true };
 
 /**
  * Starts logging every usage-bearing Mistral call made through undici (built-in fetch included)
- * to the CSV log. Options not given come from the environment. Returns a function that stops
+ * or node:http/node:https to the CSV log. Options not given come from the environment. Returns a function that stops
  * logging, writes what is pending and restores everything that was changed.
  */
 export function install(options: InstallOptions = {}): Uninstall {
@@ -92,7 +92,7 @@ export function install(options: InstallOptions = {}): Uninstall {
   };
 }
 
-function printRows(reporter: Reporter, rows: readonly { model: string; counts: { promptTokens: number; completionTokens: number; totalTokens: number } }[], logPath: string): void {
+function printRows(reporter: Reporter, rows: readonly UsageRecord[], logPath: string): void {
   for (const { model, counts } of rows) {
     reporter.info(
       `Model: ${model}, Prompt Tokens: ${counts.promptTokens}, Completion Tokens: ${counts.completionTokens}, Total Tokens: ${counts.totalTokens}`,

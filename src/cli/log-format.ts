@@ -2,7 +2,7 @@
  * The mandatory log format, as pure checks: the first bytes of a file, the header, one row.
  * No I/O; `log-reader.ts` streams a file through these.
  */
-import { HEADER_FIELDS, HEADER_LINE } from "../sink/csv-row.js";
+import { HEADER_FIELDS, HEADER_LINE, csvField } from "../sink/csv-row.js";
 
 export { HEADER_FIELDS, HEADER_LINE };
 
@@ -258,10 +258,6 @@ export function display(value: string, max = 60): string {
   return JSON.stringify(cut);
 }
 
-/** One CSV field per RFC 4180: quoted when it holds a comma, a quote, CR or LF. */
-export function csvField(value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
-}
 
 /** One CSV line (with LF) from fields. */
 export function csvLine(fields: readonly string[]): string {

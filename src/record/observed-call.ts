@@ -100,9 +100,9 @@ export class ObservedCall implements ExchangeObserver {
 
   responseData(chunk: Uint8Array): void {
     if (this.#state === "sniff") {
-      const first = firstNonSpace(chunk);
-      if (first === undefined) return this.#collect(chunk);
-      this.#kind = first === 0x7b /* { */ || first === 0x5b /* [ */ ? "json" : "sse";
+      const sniffed = sniffKind(chunk);
+      if (sniffed === undefined) return this.#collect(chunk);
+      this.#kind = sniffed;
       if (this.#kind === "sse") this.#startLiveSse();
       else this.#state = "collect";
     }
@@ -174,7 +174,7 @@ export class ObservedCall implements ExchangeObserver {
       this.#end();
       return false;
     }
-    const kind = this.#kind === "sniff" ? (firstNonSpace(body) === 0x7b ? "json" : "sse") : this.#kind;
+    const kind = this.#kind === "sniff" ? (sniffKind(body) ?? "sse") : this.#kind;
     const extraction =
       kind === "json" ? extractFromJson(body.toString("utf8")) : extractFromSse(body, this.#deps.limits.maxEventBytes);
     return this.#conclude(extraction, complete);
@@ -221,6 +221,13 @@ function bodyKind(contentType: string | undefined): BodyKind {
   if (type.includes("text/event-stream")) return "sse";
   if (type.includes("json")) return "json";
   return "sniff";
+}
+
+/** A body without a telling content type: JSON if it opens like JSON, else an event stream. */
+function sniffKind(bytes: Uint8Array): "json" | "sse" | undefined {
+  const first = firstNonSpace(bytes);
+  if (first === undefined) return undefined;
+  return first === 0x7b /* { */ || first === 0x5b /* [ */ ? "json" : "sse";
 }
 
 function firstNonSpace(bytes: Uint8Array): number | undefined {

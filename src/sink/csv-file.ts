@@ -108,7 +108,7 @@ export class CsvLog {
       }
       this.#fd = fd;
       let state = inspect(fd);
-      if (state.kind !== "ours" || state.needsNewline) {
+      if (state.kind === "empty" || (state.kind === "ours" && state.needsNewline)) {
         // Empty file, or rows that do not end in a newline: repair under a lock, re-checking first,
         // so two processes cannot both write the header or both add the newline.
         withLock(`${this.path}.lock`, () => {
@@ -128,8 +128,7 @@ export class CsvLog {
         return undefined;
       }
       if (state.kind === "ours") {
-        const stat = fs.fstatSync(fd);
-        this.#inode = { dev: stat.dev, ino: stat.ino };
+        this.#inode = state.inode;
         return fd;
       }
       this.#close();
@@ -175,12 +174,12 @@ export class CsvLog {
 
 type FileState =
   | { kind: "empty" }
-  | { kind: "ours"; needsNewline: boolean }
+  | { kind: "ours"; needsNewline: boolean; inode: { dev: number; ino: number } }
   | { kind: "foreign"; difference: string };
 
 /** Reads the first line (and last byte) of an open log. */
 function inspect(fd: number): FileState {
-  const size = fs.fstatSync(fd).size;
+  const { size, dev, ino } = fs.fstatSync(fd);
   if (size === 0) return { kind: "empty" };
   const head = Buffer.alloc(Math.min(size, 4096));
   const read = fs.readSync(fd, head, 0, head.length, 0);
@@ -192,7 +191,7 @@ function inspect(fd: number): FileState {
   if (firstLine !== HEADER_LINE) return { kind: "foreign", difference: describeHeaderDifference(firstLine) };
   const last = Buffer.alloc(1);
   fs.readSync(fd, last, 0, 1, size - 1);
-  return { kind: "ours", needsNewline: last[0] !== 0x0a };
+  return { kind: "ours", needsNewline: last[0] !== 0x0a, inode: { dev, ino } };
 }
 
 /** Says how a first line differs from the mandatory header, column by column. Pure. */

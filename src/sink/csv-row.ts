@@ -12,40 +12,33 @@ export interface UsageRow extends UsageRecord {
 
 // csv-writer publishes its TypeScript sources as its types, which do not compile under this
 // project's strict ESM settings; it is loaded as the CommonJS module it is, typed by what we use,
-// and only when the first row is written (it is most of the preload's start-up time otherwise).
+// and only for the first field that needs quoting (it is most of the preload's start-up otherwise).
 interface ArrayCsvStringifier {
   stringifyRecords(records: ReadonlyArray<ReadonlyArray<string | number>>): string;
 }
 type CsvWriter = { createArrayCsvStringifier(params: { alwaysQuote?: boolean }): ArrayCsvStringifier };
-let stringifiers: { plain: ArrayCsvStringifier; quoting: ArrayCsvStringifier } | undefined;
+let quotingStringifier: ArrayCsvStringifier | undefined;
 
 /**
- * The model as a CSV field, formatted by csv-writer (RFC 4180). csv-writer quotes on comma, quote
- * and LF but not on a lone CR, which RFC 4180 also requires quoted. A process sees a handful of
- * models, so each is formatted once.
+ * One CSV field per RFC 4180, for every writer of usage logs (the preload and `mistral-usage
+ * merge`). A field with a comma, quote, CR or LF is quoted by csv-writer; its always-quote mode is
+ * used because its default mode leaves a lone CR unquoted, which RFC 4180 does not allow. Any
+ * other field is written as it is, which is what csv-writer would do, without the call.
  */
-const modelFields = new Map<string, string>();
-function modelField(model: string): string {
-  let field = modelFields.get(model);
-  if (field === undefined) {
-    stringifiers ??= (() => {
-      const csv = createRequire(import.meta.url)("csv-writer") as CsvWriter;
-      return { plain: csv.createArrayCsvStringifier({}), quoting: csv.createArrayCsvStringifier({ alwaysQuote: true }) };
-    })();
-    const guarded = guardFormula(model);
-    field = (guarded.includes("\r") ? stringifiers.quoting : stringifiers.plain).stringifyRecords([[guarded]]).slice(0, -1);
-    if (modelFields.size >= 1000) modelFields.clear();
-    modelFields.set(model, field);
-  }
-  return field;
+export function csvField(value: string): string {
+  if (!/[",\r\n]/.test(value)) return value;
+  quotingStringifier ??= (createRequire(import.meta.url)("csv-writer") as CsvWriter).createArrayCsvStringifier({
+    alwaysQuote: true,
+  });
+  return quotingStringifier.stringifyRecords([[value]]).slice(0, -1);
 }
 
-/** Formats rows as CSV lines, each ending in "\n". The other four fields never need quoting. */
+/** Formats rows as CSV lines, each ending in "\n". Only the model can need quoting. */
 export function formatRows(rows: readonly UsageRow[]): string {
   let text = "";
   for (const row of rows) {
     const { promptTokens, completionTokens, totalTokens } = row.counts;
-    text += `${formatTimestamp(row.epochMicros)},${modelField(row.model)},${promptTokens},${completionTokens},${totalTokens}\n`;
+    text += `${formatTimestamp(row.epochMicros)},${csvField(guardFormula(row.model))},${promptTokens},${completionTokens},${totalTokens}\n`;
   }
   return text;
 }
