@@ -52,24 +52,30 @@ const headers = channel("headers");
 const chunkReceived = channel("bodyChunkReceived");
 const trailers = channel("trailers");
 
-/** What the preload sees of an undici Request. Undici >= 7.11 publishes each chunk from onData. */
-class FakeRequest {
-  constructor(publishChunks) {
+/** What the preload sees of an undici Request (undici 6: Node 20 and 22). */
+class RequestV6 {
+  constructor() {
     this.origin = ORIGIN;
     this.path = PATH;
     this.method = "POST";
-    this.publishChunks = publishChunks;
   }
   onData(chunk) {
-    if (this.publishChunks && chunkReceived.hasSubscribers) chunkReceived.publish({ request: this, chunk });
     return chunk !== undefined;
   }
   onBodySent() {}
 }
 
+/** Undici >= 7.11 publishes each chunk from onData. A class of its own, as each copy of undici has. */
+class RequestV7 extends RequestV6 {
+  onData(chunk) {
+    if (chunkReceived.hasSubscribers) chunkReceived.publish({ request: this, chunk });
+    return chunk !== undefined;
+  }
+}
+
 /** One call as undici reports it: through the onData wrapper, or through the body channel. */
 function oneCall(chunks, head, via) {
-  const request = new FakeRequest(via === "channel");
+  const request = via === "channel" ? new RequestV7() : new RequestV6();
   if (create.hasSubscribers) create.publish({ request });
   if (headers.hasSubscribers) headers.publish({ request, response: { statusCode: 200, headers: head, statusText: "OK" } });
   for (const chunk of chunks) request.onData(chunk);
@@ -142,13 +148,12 @@ await tapped("sse call (51 events in 4 reads) through the taps, onData wrapper",
 // ---- the parts
 const hosts = new HostMatcher(["127.0.0.1:8080"]);
 part("matchRequest (host cached, path regex)", 200_000, () => matchRequest(hosts, ORIGIN, PATH, "POST"));
-part("call label string (built for every call, used only in warnings)", 200_000, () => `POST ${ORIGIN}${PATH.replace(/[?#].*$/, "")}`);
 const deps = { record: () => {}, warn: () => {}, limits: { maxBodyBytes: 32 << 20, maxEventBytes: 8 << 20, maxRequestBytes: 1 << 20 }, openStreams: new Set() };
 const endpoint = { kind: "chat", usageExpected: true, needsRequestModel: false };
 const jsonHead = { status: 200, contentType: "application/json", contentEncoding: undefined };
 const sseHead = { status: 200, contentType: "text/event-stream", contentEncoding: undefined };
 part("ObservedCall, json body, record() a no-op", 50_000, () => {
-  const call = new ObservedCall(endpoint, "label", deps);
+  const call = new ObservedCall(endpoint, () => "label", deps);
   call.responseStart(jsonHead);
   call.responseData(JSON_BODY);
   call.responseEnd();
@@ -156,7 +161,7 @@ part("ObservedCall, json body, record() a no-op", 50_000, () => {
 part("  of which: body.toString + JSON.parse + usage checks (extractFromJson)", 50_000, () => extractFromJson(JSON_BODY.toString("utf8")));
 part("  of which: JSON.parse alone", 50_000, () => JSON.parse(JSON_BODY.toString("latin1")));
 part("ObservedCall, sse 51 events in 51 reads, record() a no-op", 5_000, () => {
-  const call = new ObservedCall(endpoint, "label", deps);
+  const call = new ObservedCall(endpoint, () => "label", deps);
   call.responseStart(sseHead);
   for (const chunk of SSE) call.responseData(chunk);
   call.responseEnd();
@@ -166,7 +171,7 @@ part("  of which: SseUsageExtractor alone (decode, eventsource-parser, JSON.pars
   for (const chunk of SSE) sse.push(chunk);
 });
 part("ObservedCall, sse 51 events in 4 reads, record() a no-op", 5_000, () => {
-  const call = new ObservedCall(endpoint, "label", deps);
+  const call = new ObservedCall(endpoint, () => "label", deps);
   call.responseStart(sseHead);
   for (const chunk of SSE_4) call.responseData(chunk);
   call.responseEnd();

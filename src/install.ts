@@ -62,7 +62,7 @@ export function install(options: InstallOptions = {}): Uninstall {
   const observe: ObserverFactory = (origin, path, method) => {
     const endpoint = matchRequest(hosts, origin, path, method);
     if (endpoint === undefined) return undefined;
-    return new ObservedCall(endpoint, `${method} ${origin}${path.replace(/[?#].*$/, "")}`, deps);
+    return new ObservedCall(endpoint, () => `${method} ${origin}${path.replace(/[?#].*$/, "")}`, deps);
   };
   // Two separate HTTP stacks, so no call is seen by both: undici (fetch) and node:http.
   const untapUndici = tapUndici(observe, reportInternalError);

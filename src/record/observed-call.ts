@@ -43,7 +43,8 @@ type BodyKind = "json" | "sse" | "sniff";
  */
 export class ObservedCall implements ExchangeObserver {
   readonly #endpoint: Endpoint;
-  readonly #label: string;
+  /** Names the call in warnings; built only when there is one to give. */
+  readonly #describe: () => string;
   readonly #deps: CallDeps;
   #state: "headers" | "live-sse" | "collect" | "sniff" | "done" = "headers";
   #status = 0;
@@ -55,9 +56,9 @@ export class ObservedCall implements ExchangeObserver {
   #requestChunks: Buffer[] | undefined;
   #requestSize = 0;
 
-  constructor(endpoint: Endpoint, label: string, deps: CallDeps) {
+  constructor(endpoint: Endpoint, describe: () => string, deps: CallDeps) {
     this.#endpoint = endpoint;
-    this.#label = label;
+    this.#describe = describe;
     this.#deps = deps;
     if (endpoint.needsRequestModel) this.#requestChunks = [];
   }
@@ -83,7 +84,7 @@ export class ObservedCall implements ExchangeObserver {
     if (head.status < 200 || head.status > 299) return this.#end();
     const encoding = parseContentEncoding(head.contentEncoding);
     if (!encoding.ok) {
-      this.#deps.warn(`${this.#label}: cannot decode content-encoding "${encoding.unsupported}"; no row written`);
+      this.#deps.warn(`${this.#describe()}: cannot decode content-encoding "${encoding.unsupported}"; no row written`);
       return this.#end();
     }
     this.#codings = encoding.codings;
@@ -125,7 +126,7 @@ export class ObservedCall implements ExchangeObserver {
     // A compressed stream that was cancelled may hold its usage already (cancel right after [DONE]).
     const recorded = this.#isCompressedStream() && this.#concludeCollected(false);
     if (!recorded && isConnectionLoss(error)) {
-      this.#deps.warn(`${this.#label}: the connection closed before the response was complete; no row written`);
+      this.#deps.warn(`${this.#describe()}: the connection closed before the response was complete; no row written`);
     }
     // Cancelled or aborted by the app before the usage arrived: not a problem, nothing to say.
     this.#end();
@@ -151,7 +152,7 @@ export class ObservedCall implements ExchangeObserver {
     this.#size += chunk.byteLength;
     if (this.#size > this.#deps.limits.maxBodyBytes) {
       // Non-streamed speech is large audio and never carries usage: nothing worth a warning.
-      if (this.#endpoint.usageExpected) this.#deps.warn(`${this.#label}: response body larger than ${this.#deps.limits.maxBodyBytes} bytes; not parsed, no row written`);
+      if (this.#endpoint.usageExpected) this.#deps.warn(`${this.#describe()}: response body larger than ${this.#deps.limits.maxBodyBytes} bytes; not parsed, no row written`);
       return this.#end();
     }
     this.#chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
@@ -170,7 +171,7 @@ export class ObservedCall implements ExchangeObserver {
       body = decodeBody(raw, this.#codings, this.#deps.limits.maxBodyBytes);
     } catch (error) {
       const reason = error instanceof BodyTooLargeError ? error.message : `corrupt ${this.#codings.join(", ")} data`;
-      if (complete) this.#deps.warn(`${this.#label}: cannot decode the response body (${reason}); no row written`);
+      if (complete) this.#deps.warn(`${this.#describe()}: cannot decode the response body (${reason}); no row written`);
       this.#end();
       return false;
     }
@@ -191,11 +192,11 @@ export class ObservedCall implements ExchangeObserver {
         });
         return true;
       case "malformed":
-        this.#deps.warn(`${this.#label}: ${this.#status} response ignored, ${extraction.reason}; no row written`);
+        this.#deps.warn(`${this.#describe()}: ${this.#status} response ignored, ${extraction.reason}; no row written`);
         return false;
       case "none":
         if (warnIfMissing && this.#endpoint.usageExpected) {
-          this.#deps.warn(`${this.#label}: ${this.#status} response has no usage; no row written`);
+          this.#deps.warn(`${this.#describe()}: ${this.#status} response has no usage; no row written`);
         }
         return false;
     }

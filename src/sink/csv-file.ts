@@ -44,7 +44,7 @@ export class CsvLog {
   }
 
   append(record: UsageRecord): void {
-    this.#pending.push({ ...record, epochMicros: this.#clock.nowMicros() });
+    this.#pending.push({ model: record.model, counts: record.counts, epochMicros: this.#clock.nowMicros() });
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       process.nextTick(this.#flushNow);
@@ -208,9 +208,17 @@ export function describeHeaderDifference(firstLine: string): string {
 }
 
 function writeAll(fd: number, data: string | Buffer): void {
-  const buffer = typeof data === "string" ? Buffer.from(data) : data;
-  let offset = 0;
-  while (offset < buffer.length) offset += fs.writeSync(fd, buffer, offset, buffer.length - offset);
+  if (typeof data === "string") {
+    // Written as a string (no Buffer per batch); a short write, which a regular file hardly ever
+    // makes, continues from a Buffer.
+    const written = fs.writeSync(fd, data);
+    const length = Buffer.byteLength(data);
+    if (written === length) return;
+    const buffer = Buffer.from(data);
+    for (let offset = written; offset < length; ) offset += fs.writeSync(fd, buffer, offset, length - offset);
+    return;
+  }
+  for (let offset = 0; offset < data.length; ) offset += fs.writeSync(fd, data, offset, data.length - offset);
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));

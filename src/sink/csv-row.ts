@@ -38,9 +38,21 @@ export function formatRows(rows: readonly UsageRow[]): string {
   let text = "";
   for (const row of rows) {
     const { promptTokens, completionTokens, totalTokens } = row.counts;
-    text += `${formatTimestamp(row.epochMicros)},${csvField(guardFormula(row.model))},${promptTokens},${completionTokens},${totalTokens}\n`;
+    text += `${formatTimestamp(row.epochMicros)},${modelField(row.model)},${promptTokens},${completionTokens},${totalTokens}\n`;
   }
   return text;
+}
+
+// An app talks to one model, or a few, so the last model's field is kept.
+let lastModel: string | undefined;
+let lastModelField = "";
+
+function modelField(model: string): string {
+  if (model !== lastModel) {
+    lastModelField = csvField(guardFormula(model));
+    lastModel = model;
+  }
+  return lastModelField;
 }
 
 /**

@@ -11,7 +11,8 @@ import type { ExchangeObserver, ObserverFactory, ResponseHead } from "./exchange
  * Body bytes come from `undici:request:bodyChunkReceived` / `bodyChunkSent` (undici >= 7.11: Node 24
  * and 26, npm undici 7 and 8). Older copies (Node 20 and 22 built-in, npm undici 6) have no such
  * channels, so the matched request's own `onData` / `onBodySent` is wrapped instead; a chunk that
- * the channel already reported during the same call is not counted twice.
+ * the channel already reported during the same call is not counted twice. Once a copy of undici
+ * has been seen publishing chunks, its later requests are not wrapped at all.
  */
 
 interface UndiciRequest {
@@ -30,6 +31,10 @@ interface Exchange {
 
 export function tapUndici(createObserver: ObserverFactory, onInternalError: (error: unknown) => void): () => void {
   const exchanges = new WeakMap<object, Exchange>();
+  // Request classes (one per copy of undici) seen publishing body chunks on the channels: their
+  // requests need no onData/onBodySent wrapper, so after its first call such a copy is observed
+  // through the channels alone. Both channels arrived together, in undici 7.11.
+  const publishesChunks = new WeakSet<object>();
 
   const handlers: ChannelHandlers = {
     "undici:request:create": on<{ request: UndiciRequest }>(({ request }) => {
@@ -37,19 +42,14 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
       if (observer === undefined) return;
       const exchange: Exchange = { observer, channelResponseChunks: 0, channelRequestChunks: 0 };
       exchanges.set(request, exchange);
-      wrapChunkMethod(request, "onData", onInternalError, () => exchange.channelResponseChunks, (chunk) =>
-        observer.responseData(chunk),
-      );
-      if (observer.wantsRequestBody) {
-        wrapChunkMethod(request, "onBodySent", onInternalError, () => exchange.channelRequestChunks, (chunk) =>
-          observer.requestBody(chunk),
-        );
-      }
+      if (publishesChunks.has(Object.getPrototypeOf(request) as object)) return;
+      wrapChunkMethod(request, "onData", exchange, onInternalError);
+      if (observer.wantsRequestBody) wrapChunkMethod(request, "onBodySent", exchange, onInternalError);
     }),
     "undici:request:bodyChunkSent": on<{ request: object; chunk: unknown }>(({ request, chunk }) => {
       const exchange = exchanges.get(request);
       if (exchange === undefined) return;
-      exchange.channelRequestChunks++;
+      if (exchange.channelRequestChunks++ === 0) publishesChunks.add(Object.getPrototypeOf(request) as object);
       if (exchange.observer.wantsRequestBody) {
         const bytes = asBytes(chunk);
         if (bytes !== undefined) exchange.observer.requestBody(bytes);
@@ -63,7 +63,7 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
     "undici:request:bodyChunkReceived": on<{ request: object; chunk: unknown }>(({ request, chunk }) => {
       const exchange = exchanges.get(request);
       if (exchange === undefined) return;
-      exchange.channelResponseChunks++;
+      if (exchange.channelResponseChunks++ === 0) publishesChunks.add(Object.getPrototypeOf(request) as object);
       const bytes = asBytes(chunk);
       if (bytes !== undefined) exchange.observer.responseData(bytes);
     }),
@@ -91,21 +91,27 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
 function wrapChunkMethod(
   request: UndiciRequest,
   name: "onData" | "onBodySent",
+  exchange: Exchange,
   onInternalError: (error: unknown) => void,
-  channelCount: () => number,
-  deliver: (chunk: Uint8Array) => void,
 ): void {
   const original = request[name];
   if (typeof original !== "function") return;
-  request[name] = function (this: unknown, ...args: unknown[]): unknown {
-    const before = channelCount();
+  const response = name === "onData";
+  request[name] = function (this: unknown): unknown {
+    const before = response ? exchange.channelResponseChunks : exchange.channelRequestChunks;
     try {
-      return Reflect.apply(original, this, args);
+      // `arguments` rather than a rest parameter: no array per chunk.
+      return Reflect.apply(original, this, arguments);
     } finally {
-      if (channelCount() === before) {
+      const after = response ? exchange.channelResponseChunks : exchange.channelRequestChunks;
+      // The channel reported this chunk during the call already (undici >= 7.11): do not count it twice.
+      if (after === before) {
         try {
-          const bytes = asBytes(args[0]);
-          if (bytes !== undefined) deliver(bytes);
+          const bytes = asBytes(arguments[0]);
+          if (bytes !== undefined) {
+            if (response) exchange.observer.responseData(bytes);
+            else exchange.observer.requestBody(bytes);
+          }
         } catch (error) {
           onInternalError(error);
         }

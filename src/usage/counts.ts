@@ -30,13 +30,9 @@ export function readUsage(usage: unknown, model: string | undefined): Extraction
   const prompt = readCount(fields, "prompt_tokens");
   const completion = readCount(fields, "completion_tokens");
   const total = readCount(fields, "total_tokens");
-  for (const [name, value] of [
-    ["prompt_tokens", prompt],
-    ["completion_tokens", completion],
-    ["total_tokens", total],
-  ] as const) {
-    if (value === INVALID) return malformed(`usage.${name} is ${JSON.stringify(fields[name])}, not a whole number`);
-  }
+  if (prompt === INVALID) return notWhole(fields, "prompt_tokens");
+  if (completion === INVALID) return notWhole(fields, "completion_tokens");
+  if (total === INVALID) return notWhole(fields, "total_tokens");
   if (prompt === undefined && total === undefined) return malformed("usage has neither prompt_tokens nor total_tokens");
   const promptTokens = (prompt as number | undefined) ?? 0;
   const completionTokens = (completion as number | undefined) ?? 0;
@@ -45,6 +41,10 @@ export function readUsage(usage: unknown, model: string | undefined): Extraction
 }
 
 const INVALID = Symbol("invalid");
+
+function notWhole(fields: Record<string, unknown>, name: string): Extraction {
+  return malformed(`usage.${name} is ${JSON.stringify(fields[name])}, not a whole number`);
+}
 
 function readCount(fields: Record<string, unknown>, name: string): number | undefined | typeof INVALID {
   const value = fields[name];

@@ -21,6 +21,8 @@ export class SseUsageExtractor {
   readonly #maxEventBytes: number;
   #bytesSinceEvent = 0;
   #endsWithCr = false;
+  /** The parser and the decoder hold nothing: everything pushed so far ended with a blank line. */
+  #atEventBoundary = false;
   #model: string | undefined;
   #result: Extraction | undefined;
 
@@ -36,6 +38,14 @@ export class SseUsageExtractor {
 
   push(bytes: Uint8Array): void {
     if (this.#result !== undefined) return;
+    const wholeEvents = endsWithBlankLine(bytes);
+    if (wholeEvents && this.#atEventBoundary && !mayMatter(bytes, this.#model === undefined)) {
+      // Whole events that would all be ignored below: decoding and parsing them would change
+      // nothing, and would be most of what a long stream costs.
+      this.#bytesSinceEvent = 0;
+      return;
+    }
+    this.#atEventBoundary = wholeEvents;
     this.#bytesSinceEvent += bytes.byteLength;
     const text = this.#decoder.decode(bytes, { stream: true });
     if (text === "") return;
@@ -88,6 +98,47 @@ export class SseUsageExtractor {
     this.#model ??= model;
     if (extraction.kind !== "none") this.#result = extraction;
   }
+}
+
+/**
+ * Whether these bytes can hold an event that #onEvent would not ignore: one that mentions
+ * `"usage"`, the `[DONE]` marker, or (while no model is known) `"model"`. These are the substring
+ * tests #onEvent makes on each event's data, made once on the raw bytes (the three are ASCII), so a
+ * "no" is exact. One pass in plain JS: it costs less than one native search per word.
+ */
+export function mayMatter(bytes: Uint8Array, wantModel: boolean): boolean {
+  for (let i = 0, n = bytes.length; i < n; i++) {
+    const byte = bytes[i];
+    if (byte === 0x22 /* " */) {
+      const next = bytes[i + 1];
+      if (next === 0x75 && follows(bytes, i + 2, USAGE_TAIL)) return true;
+      if (wantModel && next === 0x6d && follows(bytes, i + 2, MODEL_TAIL)) return true;
+    } else if (byte === 0x5b /* [ */ && bytes[i + 1] === 0x44 && follows(bytes, i + 2, DONE_TAIL)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+const USAGE_TAIL = [0x73, 0x61, 0x67, 0x65, 0x22]; // sage"
+const MODEL_TAIL = [0x6f, 0x64, 0x65, 0x6c, 0x22]; // odel"
+const DONE_TAIL = [0x4f, 0x4e, 0x45, 0x5d]; // ONE]
+
+function follows(bytes: Uint8Array, at: number, tail: readonly number[]): boolean {
+  for (let k = 0; k < tail.length; k++) if (bytes[at + k] !== tail[k]) return false;
+  return true;
+}
+
+/**
+ * Whether the bytes end with an empty line (LF LF, or CR LF / LF CR LF forms ending in LF): the
+ * last event in them is complete, so nothing is left over for the next chunk. Conservative: an
+ * ending split across chunks, or a CR-only one, says no.
+ */
+function endsWithBlankLine(bytes: Uint8Array): boolean {
+  const n = bytes.length;
+  if (n < 2 || bytes[n - 1] !== 0x0a) return false;
+  const before = bytes[n - 2];
+  return before === 0x0a || (before === 0x0d && n >= 3 && bytes[n - 3] === 0x0a);
 }
 
 /** Runs a whole decoded stream through the extractor (compressed streams are decoded at the end). */

@@ -64,7 +64,7 @@ function observe(path = "/v1/chat/completions", limits: Partial<Limits> = {}): H
     limits: { ...LIMITS, ...limits },
     openStreams,
   };
-  return { call: new ObservedCall(endpoint(path), `POST ${path}`, deps), records, warnings, openStreams };
+  return { call: new ObservedCall(endpoint(path), () => `POST ${path}`, deps), records, warnings, openStreams };
 }
 
 function head(contentType: string | undefined, contentEncoding?: string, status = 200): ResponseHead {

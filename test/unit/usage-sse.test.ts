@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Extraction } from "../../src/usage/counts.js";
-import { extractFromSse, SseUsageExtractor } from "../../src/usage/sse.js";
+import { extractFromSse, mayMatter, SseUsageExtractor } from "../../src/usage/sse.js";
 import {
   BINARY_GARBAGE,
   CHAT_JSON,
@@ -71,15 +71,17 @@ describe("extractFromSse: real streams", () => {
   }
 });
 
+/** Every fixture stream, as its events, with what it must yield. */
+const FIXTURE_STREAMS: Array<[string, readonly string[], Extraction]> = [
+  ["chat", CHAT_SSE_EVENTS, usage(CHAT_USAGE, "mistral-small-latest")],
+  ["chat with é, 日本語 and emoji", CHAT_SSE_UNICODE_EVENTS, usage(CHAT_USAGE, "mistral-small-latest")],
+  ["conversation with multi-byte content", CONVERSATION_SSE_EVENTS, usage(CONVERSATION_USAGE, "mistral-medium-latest")],
+  ["transcription", TRANSCRIPTION_SSE_EVENTS, usage(TRANSCRIPTION_USAGE, "voxtral-mini-2507")],
+  ["speech", SPEECH_SSE_EVENTS, usage(SPEECH_USAGE, undefined)],
+];
+
 describe("events split at every byte boundary", () => {
-  const streams: Array<[string, readonly string[], Extraction]> = [
-    ["chat", CHAT_SSE_EVENTS, usage(CHAT_USAGE, "mistral-small-latest")],
-    ["chat with é, 日本語 and emoji", CHAT_SSE_UNICODE_EVENTS, usage(CHAT_USAGE, "mistral-small-latest")],
-    ["conversation with multi-byte content", CONVERSATION_SSE_EVENTS, usage(CONVERSATION_USAGE, "mistral-medium-latest")],
-    ["transcription", TRANSCRIPTION_SSE_EVENTS, usage(TRANSCRIPTION_USAGE, "voxtral-mini-2507")],
-    ["speech", SPEECH_SSE_EVENTS, usage(SPEECH_USAGE, undefined)],
-  ];
-  for (const [name, events, expected] of streams) {
+  for (const [name, events, expected] of FIXTURE_STREAMS) {
     for (const eol of ["\n", "\r\n"] as const) {
       const bytes = utf8(sseStream(events, eol));
       const label = `${name}, ${eol === "\n" ? "LF" : "CRLF"}`;
@@ -115,6 +117,70 @@ describe("events split at every byte boundary", () => {
         `split at byte ${at}`,
       );
     }
+  });
+});
+
+describe("whole events that cannot matter are skipped, without changing any result", () => {
+  // Servers write one event per chunk, so most pushes start and end on an event boundary; those
+  // without "usage", "[DONE]" or (until a model is known) "model" are not decoded or parsed.
+  for (const [name, events, expected] of FIXTURE_STREAMS) {
+    for (const eol of ["\n", "\r\n", "\r"] as const) {
+      test(`${name}, ${JSON.stringify(eol)}: one event per chunk, and events grouped at random`, () => {
+        const perEvent = events.map((event) => utf8(sseStream([event], eol)));
+        assert.deepEqual(run(perEvent), expected, "one event per chunk");
+        let state = 7;
+        for (let n = 0; n < 30; n++) {
+          const chunks: Buffer[] = [];
+          for (let at = 0; at < perEvent.length; ) {
+            const take = 1 + ((state = (state * 1103515245 + 12345) % 2 ** 31) % 3);
+            chunks.push(Buffer.concat(perEvent.slice(at, at + take)));
+            at += take;
+          }
+          assert.deepEqual(run(chunks), expected, `grouping ${n}`);
+        }
+      });
+    }
+  }
+
+  test("mayMatter finds each word anywhere, including at the very end, and nothing else", () => {
+    const yes: Array<[string, boolean]> = [
+      ['"usage"', false], ['x"usage"', false], ['data: {"usage":1}', false], ["[DONE]", false], ["data: [DONE]\n\n", false],
+      ['"model"', true], ['{"model":"m"}', true],
+    ];
+    const no: Array<[string, boolean]> = [
+      ['"model"', false], ['"usage', false], ['usage"', false], ['"Usage"', false], ["[DONE", false], ["[done]", false],
+      ['"usages"', false], ['"modelx"', true], ["", true], ['"', true], ["[", true], ['{"choices":[{"delta":{"content":"hi"}}]}', true],
+    ];
+    for (const [text, wantModel] of yes) assert.equal(mayMatter(utf8(text), wantModel), true, text);
+    for (const [text, wantModel] of no) assert.equal(mayMatter(utf8(text), wantModel), false, text);
+  });
+
+  test("a chunk without the word usage is still parsed when it completes an event begun earlier", () => {
+    const chunks = ['data: {"model":"m"}\n\n', 'data: {"model":"m","us', 'age":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n'];
+    assert.deepEqual(run(chunks.map(utf8)), usage({ promptTokens: 1, completionTokens: 2, totalTokens: 3 }, "m"));
+  });
+
+  test("the first model is found in a later chunk when earlier chunks have none", () => {
+    const chunks = ['data: {"id":"1"}\n\n', 'data: {"id":"2"}\n\n', 'data: {"id":"3","model":"late"}\n\n', 'data: {"model":"other"}\n\n', 'data: {"usage":{"prompt_tokens":1,"total_tokens":1}}\n\n'];
+    assert.deepEqual(run(chunks.map(utf8)), usage({ promptTokens: 1, completionTokens: 0, totalTokens: 1 }, "late"));
+  });
+
+  test("[DONE] in its own chunk settles the result, and the first chunk is always parsed (BOM)", () => {
+    const extractor = new SseUsageExtractor(MAX_EVENT);
+    for (const chunk of ['\uFEFFdata: {"model":"m"}\n\n', 'data: {"x":1}\n\n', "data: [DONE]\n\n"]) extractor.push(utf8(chunk));
+    assert.deepEqual(extractor.result, { kind: "none" });
+  });
+
+  test("a Uint8Array that is not a Buffer is searched the same way", () => {
+    const chunks = ['data: {"model":"m"}\n\n', 'data: {"x":1}\n\n', 'data: {"usage":{"prompt_tokens":4,"total_tokens":4}}\n\n'];
+    const views = chunks.map((chunk) => new Uint8Array(utf8(`__${chunk}`)).subarray(2));
+    assert.deepEqual(run(views), usage({ promptTokens: 4, completionTokens: 0, totalTokens: 4 }, "m"));
+  });
+
+  test("skipped events do not count towards the event size cap", () => {
+    const chunks = [utf8('data: {"model":"m"}\n\n'), ...Array.from({ length: 50 }, () => utf8(`data: {"p":"${"x".repeat(100)}"}\n\n`))];
+    chunks.push(utf8('data: {"usage":{"prompt_tokens":1,"total_tokens":1}}\n\n'));
+    assert.deepEqual(run(chunks, 500), usage({ promptTokens: 1, completionTokens: 0, totalTokens: 1 }, "m"));
   });
 });
 
