@@ -18,7 +18,7 @@ import { createServer, request as httpRequest } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
-import { cp, rm } from 'node:fs/promises';
+import { cp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -784,5 +784,31 @@ describe('9. under --unhandled-rejections=strict, a mix of everything adds no wa
     assertRowsMatchServed(inst);
     for (const line of inst.ours) t.diagnostic(line);
     assert.ok(inst.ours.every((line) => /POST http:\/\/<mock>\/\S+: /.test(line)), `every line of ours names a request:\n${inst.ours.join('\n')}`);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// 10. Start-up: nothing loaded that the app did not ask for
+// ---------------------------------------------------------------------------
+
+describe('10. start-up', () => {
+  it('the preload loads no Node module beyond diagnostics_channel (node:fs, zlib, stream, worker_threads and perf_hooks wait for first use)', async (t) => {
+    // An ES module import of node:fs (or node:worker_threads) loads all of node:stream, and node:zlib
+    // and the global `performance` load more: 3 to 7 ms added to every process started under the
+    // preload, most of which never make a Mistral call.
+    const dir = await tempDir();
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const print = 'console.log(process.moduleLoadList.join("\\n"))';
+    const loaded = async (preload: string[]) => {
+      const result = await runNode([...preload, '-e', print], { cwd: dir, env: { MISTRAL_USAGE_LOG: join(dir, 'usage.csv') } });
+      assert.equal(result.code, 0, result.stderr);
+      return new Set(result.stdout.trim().split('\n'));
+    };
+    const empty = join(dir, 'empty.mjs');
+    await writeFile(empty, '');
+    const without = await loaded(['--import', pathToFileURL(empty).href]);
+    const withPreload = await loaded(['--import', pathToFileURL(registerPath).href]);
+    const added = [...withPreload].filter((name) => !without.has(name));
+    assert.deepEqual(added.filter((name) => name !== 'NativeModule diagnostics_channel'), []);
   });
 });

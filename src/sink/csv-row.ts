@@ -87,11 +87,13 @@ let cachedPrefix = "";
  */
 export class MicrosecondClock {
   static readonly #STEP_MILLIS = 20;
-  #offsetMillis = performance.timeOrigin;
+  // Read on first use: the global `performance` loads node:perf_hooks, 1 ms of start-up.
+  #offsetMillis: number | undefined;
   #lastMicros = 0;
 
   nowMicros(): number {
     const wall = Date.now();
+    this.#offsetMillis ??= performance.timeOrigin;
     let precise = performance.now() + this.#offsetMillis;
     if (Math.abs(precise - wall) > MicrosecondClock.#STEP_MILLIS) {
       this.#offsetMillis = wall - performance.now();

@@ -1,16 +1,21 @@
-import zlib from "node:zlib";
+import type Zlib from "node:zlib";
 
 /**
  * Content decoding of our copy of a response. Observed below fetch's own decoding, a body is still
  * compressed when the server compressed it (fetch asks for br, gzip, deflate and, on newer Node, zstd).
  */
 
+// Loaded on first use: node:zlib brings node:stream with it, about 3 ms of every app's start-up,
+// and many apps never receive a compressed response.
+let loadedZlib: typeof Zlib | undefined;
+const loadZlib = (): typeof Zlib => (loadedZlib ??= process.getBuiltinModule("node:zlib"));
+
 // zstd arrived in Node 22.15 / 23.8; @types/node 20 does not know it.
 interface ZstdZlib {
   zstdDecompressSync?(data: Buffer, options: { maxOutputLength: number; finishFlush?: number }): Buffer;
   constants: { ZSTD_e_flush?: number };
 }
-const zstd = zlib as unknown as ZstdZlib;
+const loadZstd = (): ZstdZlib => loadZlib() as unknown as ZstdZlib;
 
 export type Coding = "gzip" | "deflate" | "br" | "zstd";
 
@@ -30,7 +35,7 @@ export function parseContentEncoding(header: string | undefined): ContentEncodin
     if (name === "gzip" || name === "x-gzip") codings.push("gzip");
     else if (name === "deflate") codings.push("deflate");
     else if (name === "br") codings.push("br");
-    else if (name === "zstd" && typeof zstd.zstdDecompressSync === "function") codings.push("zstd");
+    else if (name === "zstd" && typeof loadZstd().zstdDecompressSync === "function") codings.push("zstd");
     else return { ok: false, unsupported: name };
   }
   // undici refuses more than five codings; so do we (each layer is a decompression bomb multiplier).
@@ -54,6 +59,7 @@ export function decodeBody(body: Buffer, codings: readonly Coding[], maxOutputBy
 }
 
 function decodeOne(data: Buffer, coding: Coding, maxOutputLength: number): Buffer {
+  const zlib = loadZlib();
   const flush = { maxOutputLength, finishFlush: zlib.constants.Z_SYNC_FLUSH };
   try {
     switch (coding) {
@@ -78,6 +84,7 @@ function isZlibHeader(data: Buffer): boolean {
 }
 
 function zstdDecompress(data: Buffer, maxOutputLength: number): Buffer {
+  const zstd = loadZstd();
   const flush = zstd.constants.ZSTD_e_flush;
   return zstd.zstdDecompressSync!(data, { maxOutputLength, ...(flush !== undefined ? { finishFlush: flush } : {}) });
 }
