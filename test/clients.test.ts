@@ -238,7 +238,7 @@ for (const stream of [false, true]) {
     const apis: Record<string, { calls: number; source: (pkg: string) => string }> = {
       // request never decodes: the app gets gzip bytes and inflates them itself.
       request: {
-        calls: 4,
+        calls: 5,
         source: (pkg) => `import { request } from '${pkg}';
 import { gunzipSync } from 'node:zlib';
 const opts = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -255,7 +255,11 @@ for (const [label, flags, body] of [
   // Compressed sizes vary with the usage numbers: print whether the bytes were gzip, not how many.
   const gzipBytes = raw[0] === 0x1f && raw[1] === 0x8b;
   show('request ' + label, res.statusCode + ' ' + encoding + ' gzip bytes: ' + gzipBytes + ' ' + text);
-}`,
+}
+// After the calls above this undici is known to publish body chunks: the speech request's body
+// (its only source of a model) comes from the channel alone.
+const speech = await request(BASE + '/v1/audio/speech', opts({ model: 'voxtral-mini-tts-latest', input: 'Bonjour', stream: true }));
+show('request speech sse', speech.statusCode + ' ' + (await speech.body.text()));`,
       },
       fetch: {
         calls: 4,
@@ -439,6 +443,13 @@ await call('transcription stream', '/v1/audio/transcriptions', form(true));`,
         name: "audio/speech streamed (no model in the response: the request's model is logged)",
         calls: 1,
         source: `await call('speech stream', '/v1/audio/speech', { model: 'voxtral-mini-tts-latest', input: 'Bonjour', stream: true });`,
+      },
+      {
+        name: "chat, then audio/speech streamed: the request's model is logged after the preload has seen this undici publish body chunks",
+        calls: 3,
+        source: `await call('chat', '/v1/chat/completions', { model: 'mistral-small-latest', messages: [{ role: 'user', content: 'hi' }] });
+await call('speech stream', '/v1/audio/speech', { model: 'voxtral-mini-tts-latest', input: 'Bonjour', stream: true });
+await call('speech stream again', '/v1/audio/speech', { model: 'voxtral-mini-tts-2603', input: 'Salut', stream: true });`,
       },
       {
         name: 'audio/speech non-streamed (no usage: no row, no warning) and GET /v1/models (no row)',

@@ -36,16 +36,10 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
   // through the channels alone. Both channels arrived together, in undici 7.11.
   const publishesChunks = new WeakSet<object>();
 
-  const handlers: ChannelHandlers = {
-    "undici:request:create": on<{ request: UndiciRequest }>(({ request }) => {
-      const observer = createObserver(String(request.origin), String(request.path), String(request.method));
-      if (observer === undefined) return;
-      const exchange: Exchange = { observer, channelResponseChunks: 0, channelRequestChunks: 0 };
-      exchanges.set(request, exchange);
-      if (publishesChunks.has(Object.getPrototypeOf(request) as object)) return;
-      wrapChunkMethod(request, "onData", exchange, onInternalError);
-      if (observer.wantsRequestBody) wrapChunkMethod(request, "onBodySent", exchange, onInternalError);
-    }),
+  // Request bodies matter only to the few endpoints whose responses may not name the model
+  // (speech, transcription): the channel is subscribed when the first such call is made, so that
+  // undici publishes nothing for the request bodies of every other call.
+  const bodyChunkSent: ChannelHandlers = {
     "undici:request:bodyChunkSent": on<{ request: object; chunk: unknown }>(({ request, chunk }) => {
       const exchange = exchanges.get(request);
       if (exchange === undefined) return;
@@ -54,6 +48,21 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
         const bytes = asBytes(chunk);
         if (bytes !== undefined) exchange.observer.requestBody(bytes);
       }
+    }),
+  };
+  let unsubscribeBodyChunkSent: (() => void) | undefined;
+
+  const handlers: ChannelHandlers = {
+    "undici:request:create": on<{ request: UndiciRequest }>(({ request }) => {
+      const observer = createObserver(String(request.origin), String(request.path), String(request.method));
+      if (observer === undefined) return;
+      const exchange: Exchange = { observer, channelResponseChunks: 0, channelRequestChunks: 0 };
+      exchanges.set(request, exchange);
+      // Subscribed before the body is sent: undici publishes `create` when the request is made.
+      if (observer.wantsRequestBody) unsubscribeBodyChunkSent ??= subscribeAll(bodyChunkSent, onInternalError);
+      if (publishesChunks.has(Object.getPrototypeOf(request) as object)) return;
+      wrapChunkMethod(request, "onData", exchange, onInternalError);
+      if (observer.wantsRequestBody) wrapChunkMethod(request, "onBodySent", exchange, onInternalError);
     }),
     "undici:request:headers": on<{ request: object; response: { statusCode?: unknown; headers?: unknown } }>(
       ({ request, response }) => {
@@ -81,7 +90,11 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
     }),
   };
 
-  return subscribeAll(handlers, onInternalError);
+  const unsubscribe = subscribeAll(handlers, onInternalError);
+  return () => {
+    unsubscribe();
+    unsubscribeBodyChunkSent?.();
+  };
 }
 
 /**
