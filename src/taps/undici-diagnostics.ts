@@ -37,7 +37,7 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
   const publishesChunks = new WeakSet<object>();
 
   // Request bodies matter only to the few endpoints whose responses may not name the model
-  // (speech, transcription): the channel is subscribed when the first such call is made, so that
+  // (conversations, speech): the channel is subscribed when the first such call is made, so that
   // undici publishes nothing for the request bodies of every other call.
   const bodyChunkSent: ChannelHandlers = {
     "undici:request:bodyChunkSent": on<{ request: object; chunk: unknown }>(({ request, chunk }) => {
