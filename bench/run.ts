@@ -276,16 +276,23 @@ function countLines(text: string): number {
 
 interface StartupSample {
   readonly variant: Variant;
+  /** The whole process, spawn to exit, as the parent sees it. */
   readonly ms: number;
+  /** When the app's first line ran, in ms after the process started (its own performance.now()). */
+  readonly appStartsMs: number;
 }
+
+// The -e code is the app: it reports when it ran. Spawn-to-exit moves by several ms between runs on
+// a busy machine; the child's own clock, read before it exits, moves less.
+const STARTUP_APP = "process.stdout.write(String(performance.now()))";
 
 function startupSample(dir: string, variant: Variant): StartupSample {
   const env = { ...baseEnv, MISTRAL_USAGE_HOSTS: "127.0.0.1:9", MISTRAL_USAGE_LOG: path.join(dir, `startup-${variant}.csv`) };
   const start = performance.now();
-  const result = spawnSync(process.execPath, [...preloadArgs(variant), "-e", "0"], { env, stdio: "ignore" });
+  const result = spawnSync(process.execPath, [...preloadArgs(variant), "-e", STARTUP_APP], { env, stdio: ["ignore", "pipe", "ignore"] });
   const ms = performance.now() - start;
   if (result.status !== 0) throw new Error(`start-up ${variant} exited ${result.status}`);
-  return { variant, ms };
+  return { variant, ms, appStartsMs: Number(result.stdout.toString()) };
 }
 
 interface PipelineResult {
@@ -456,7 +463,9 @@ function evaluateTargets(rows: readonly MetricRow[], sink: readonly SinkSample[]
   }
   const startup = find("node -e 0", "start-up")?.vsA.B;
   if (startup !== undefined) {
-    targets.push({ target: "start-up B-A <= +15 ms", measured: `${signed(startup.median, 1)} ms`, pass: startup.median <= 15 });
+    const appStarts = find("node -e 0", "app code starts at")?.vsA.B;
+    const inProcess = appStarts === undefined ? "" : ` (the app's first line runs ${signed(appStarts.median, 1)} ms later)`;
+    targets.push({ target: "start-up B-A <= +15 ms", measured: `${signed(startup.median, 1)} ms${inProcess}`, pass: startup.median <= 15 });
   }
   const heap = find(MEMORY.id, "heap growth (after GC)");
   const rss = find(MEMORY.id, "RSS growth (after GC)");
@@ -664,6 +673,7 @@ async function main(): Promise<void> {
   }
   if (startupSamples.length > 0) {
     rows.push(metricRow("Start-up", "node -e 0", "start-up", "ms", "delta", startupSamples, (s: StartupSample) => s.ms));
+    rows.push(metricRow("Start-up", "node -e 0", "app code starts at", "ms", "delta", startupSamples, (s: StartupSample) => s.appStartsMs));
   }
   if (memorySamples.length > 0) {
     const m = memorySamples;
