@@ -6,16 +6,15 @@
  * app's exit code and its stdout.
  */
 import { describe, it } from 'node:test';
-import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse as parseCsvStrict } from 'csv-parse/sync';
-import { CONTENT_PIECES, REPLY_TEXT, startMockMistral } from './support/mock-mistral.js';
+import { CONTENT_PIECES, REPLY_TEXT } from './support/mock-mistral.js';
 import type { MockMistral, ServedResponse } from './support/mock-mistral.js';
-import { registerPath, runApp, tempDir } from './support/run-app.js';
+import { mockFor, ourLines, registerPath, rowTail, runApp, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
 // ---------------------------------------------------------------------------
@@ -24,7 +23,6 @@ import type { RunResult } from './support/run-app.js';
 
 const HEADER = 'TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens';
 const TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/;
-const OUR_PREFIX = 'mistral-usage-log: ';
 /** A realistic row that some earlier run left in a file. */
 const OLD_ROW = '2024-01-01T00:00:00.000000+00:00,mistral-small-latest,1,2,3';
 /** What a 5-event stream from the mock says. */
@@ -32,28 +30,6 @@ const STREAM_TEXT = CONTENT_PIECES.slice(0, 5).join('');
 
 const isRoot = process.getuid?.() === 0;
 const hasPython = spawnSync('python3', ['-c', 'import csv, datetime'], { stdio: 'ignore' }).status === 0;
-
-async function mockFor(t: TestContext, defaults?: string): Promise<MockMistral> {
-  const mock = await startMockMistral(defaults === undefined ? {} : { defaults });
-  t.after(() => mock.close());
-  return mock;
-}
-
-async function tmp(t: TestContext): Promise<string> {
-  const dir = await tempDir('mul-csv-');
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** Lines that the preload printed on stderr. */
-function ourLines(stderr: string): string[] {
-  return stderr.split('\n').filter((line) => line.startsWith(OUR_PREFIX));
-}
-
-/** The model and counts part of a row (everything after the timestamp) for a plain model name. */
-function rowTail(s: ServedResponse): string {
-  return `${s.model},${s.promptTokens},${s.completionTokens},${s.totalTokens}`;
-}
 
 /**
  * Checks text made only of rows, each ending in LF: timestamps well formed, the rest exactly
@@ -177,7 +153,7 @@ function assertClean(result: RunResult, stdout: string, code = 0): void {
 
 describe('a new log file', () => {
   it('is created with parent folders: header, then one LF row per call, timestamps in range', async (t) => {
-    const dir = await tmp(t);
+    const dir = await tempDirFor(t, 'mul-csv-');
     const mock = await mockFor(t);
     const log = join(dir, 'a', 'b', 'c', 'log.csv');
     const result = await run({
@@ -205,7 +181,7 @@ console.log(await chat('codestral-latest'));
   });
 
   it('parses with Python (csv.reader, datetime.fromisoformat)', { skip: hasPython ? false : 'python3 not found' }, async (t) => {
-    const dir = await tmp(t);
+    const dir = await tempDirFor(t, 'mul-csv-');
     const mock = await mockFor(t);
     const log = join(dir, 'usage.csv');
     const result = await run({ dir, mock, log, source: `await chat(); await chatStream(); await embed();\n` });
@@ -250,7 +226,7 @@ describe('an existing log file of ours', () => {
   ];
   for (const c of cases) {
     it(c.name, async (t) => {
-      const dir = await tmp(t);
+      const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
       const log = join(dir, 'usage.csv');
       await writeFile(log, c.before);
@@ -282,7 +258,7 @@ describe('a file that is not a usage log', () => {
   ];
   for (const c of cases) {
     it(`${c.name}: never touched, exactly one warning naming it, app unchanged`, async (t) => {
-      const dir = await tmp(t);
+      const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
       const log = join(dir, 'usage.csv');
       await writeFile(log, c.content);
@@ -350,7 +326,7 @@ console.log(await chatStream());
   for (const setup of setups) {
     const options = setup.skip === undefined ? {} : { skip: setup.skip };
     it(`${setup.name}: the app runs normally, we warn on stderr naming the file`, options, async (t) => {
-      const dir = await tmp(t);
+      const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
       const { log, restore } = await setup.prepare(dir);
       if (restore) t.after(restore);
@@ -366,7 +342,7 @@ console.log(await chatStream());
       assert.equal(result.stderr, lines.map((l) => `${l}\n`).join(''), 'only our lines on stderr');
     });
     it(`${setup.name}: exactly one warning line`, options, async (t) => {
-      const dir = await tmp(t);
+      const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
       const { log, restore } = await setup.prepare(dir);
       if (restore) t.after(restore);
@@ -492,7 +468,7 @@ process.exitCode = 3;
   ];
   for (const c of workerCases) {
     it(`process.exit(0) in the main thread right after a worker read the usage chunk of ${c.name}`, c.todo === undefined ? {} : { todo: c.todo }, async (t) => {
-      const dir = await tmp(t);
+      const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
       const log = join(dir, 'usage.csv');
       await writeFile(
@@ -522,7 +498,7 @@ worker.on('message', (message) => { console.log(message); process.exit(0); });
 
   for (const c of cases) {
     it(`${c.name}: every row is in the file (3 runs)`, async (t) => {
-      const dir = await tmp(t);
+      const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
       for (let round = 0; round < 3; round++) {
         const log = join(dir, `usage-${round}.csv`);
@@ -549,7 +525,7 @@ worker.on('message', (message) => { console.log(message); process.exit(0); });
 
 describe('model names that a spreadsheet would run, or that need quoting', () => {
   it('are prefixed with a quote where needed, RFC 4180-quoted, and parse back', async (t) => {
-    const dir = await tmp(t);
+    const dir = await tempDirFor(t, 'mul-csv-');
     const mock = await mockFor(t);
     const log = join(dir, 'usage.csv');
     // The mock echoes the request's model, so any string reaches the log as the response model.
@@ -625,7 +601,7 @@ export function runChild(script, cwd) {
 
   for (const parentCalls of [true, false]) {
     it(`a relative MISTRAL_USAGE_LOG resolves against the first process's cwd, children elsewhere share it (parent ${parentCalls ? 'calls too' : 'makes no call'})`, async (t) => {
-      const dir = await tmp(t);
+      const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
       const first = join(dir, 'first');
       const other = join(dir, 'other');
@@ -692,7 +668,7 @@ console.log(res.status);
   ];
   for (const c of noCall) {
     it(`is never created by ${c.name}`, async (t) => {
-      const dir = await tmp(t);
+      const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
       const otherHost = await mockFor(t);
       const log = join(dir, 'not-created', 'usage.csv');
@@ -734,7 +710,7 @@ console.log(await chat('second-model'));
   ];
   for (const c of cases) {
     it(`${c.mode}: the next row goes to the file now at the path`, async (t) => {
-      const dir = await tmp(t);
+      const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
       const log = join(dir, 'usage.csv');
       const result = await run({ dir, mock, log, source, env: { TARGET_LOG: log, MODE: c.mode, REPLACEMENT: replacement } });

@@ -24,14 +24,13 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startMockMistral, zstdAvailable } from './support/mock-mistral.js';
 import type { MockMistral } from './support/mock-mistral.js';
-import { linkNodeModules, readCsv, registerPath, repoRoot, runApp, runNode, tempDir } from './support/run-app.js';
+import { linkNodeModules, OUR_PREFIX, readCsv, registerPath, repoRoot, runApp, runNode, tempDir, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
 // ---------------------------------------------------------------------------
 // Running one app with and without the preload
 // ---------------------------------------------------------------------------
 
-const OUR_PREFIX = 'mistral-usage-log:';
 const HEADER = 'TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens';
 const STRICT_FLAGS = ['--trace-warnings', '--unhandled-rejections=strict', '--pending-deprecation'];
 const NODE_WARNING = /\(node:\d+\)|Warning:|Unhandled|unhandled rejection/;
@@ -71,8 +70,7 @@ interface RunSpec {
 }
 
 async function runSide(t: TestContext, spec: RunSpec, preload: boolean): Promise<Side> {
-  const dir = await tempDir();
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDirFor(t);
   const mock = await startMockMistral();
   try {
     const logPath = join(dir, 'log.csv');
@@ -619,8 +617,8 @@ describe('7. configuration from the environment', () => {
     assertAppUnaffected(plain, inst);
     assertRowsMatchServed(inst);
     const expected = inst.mock.served.flatMap((s) => [
-      `${OUR_PREFIX} Model: ${s.model}, Prompt Tokens: ${s.promptTokens}, Completion Tokens: ${s.completionTokens}, Total Tokens: ${s.totalTokens}`,
-      `${OUR_PREFIX} Logged usage to ${inst.logPath}`,
+      `${OUR_PREFIX}Model: ${s.model}, Prompt Tokens: ${s.promptTokens}, Completion Tokens: ${s.completionTokens}, Total Tokens: ${s.totalTokens}`,
+      `${OUR_PREFIX}Logged usage to ${inst.logPath}`,
     ]);
     assert.equal(expected.length, 4);
     assert.deepEqual(inst.ours, expected);
@@ -652,8 +650,7 @@ describe('7. configuration from the environment', () => {
 
   /** A second copy of the built package in a temp dir, its dependencies through a node_modules link. */
   async function packageCopy(t: TestContext): Promise<string> {
-    const copy = await tempDir();
-    t.after(() => rm(copy, { recursive: true, force: true }));
+    const copy = await tempDirFor(t);
     await cp(join(repoRoot, 'dist'), join(copy, 'dist'), { recursive: true });
     await cp(join(repoRoot, 'register.js'), join(copy, 'register.js'));
     await cp(join(repoRoot, 'package.json'), join(copy, 'package.json'));
@@ -796,8 +793,7 @@ describe('10. start-up', () => {
     // An ES module import of node:fs (or node:worker_threads) loads all of node:stream, and node:zlib
     // and the global `performance` load more: 3 to 7 ms added to every process started under the
     // preload, most of which never make a Mistral call.
-    const dir = await tempDir();
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDirFor(t);
     const print = 'console.log(process.moduleLoadList.join("\\n"))';
     const loaded = async (preload: string[]) => {
       const result = await runNode([...preload, '-e', print], { cwd: dir, env: { MISTRAL_USAGE_LOG: join(dir, 'usage.csv') } });

@@ -36,10 +36,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { buildJsonBody, formatSseEvent, planSse, resolveFlags, startMockMistral } from './support/mock-mistral.js';
 import type { MockMistral, ResponseContext, ServedResponse } from './support/mock-mistral.js';
-import { readLogRows, runApp, tempDir } from './support/run-app.js';
+import { OUR_PREFIX, readLogRows, runApp, tempDir, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
-const OUR_PREFIX = 'mistral-usage-log:';
 const STRICT_FLAGS = ['--trace-warnings', '--unhandled-rejections=strict', '--pending-deprecation'];
 const nodeMajor = Number(process.versions.node.split('.')[0]);
 const opensslAvailable = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
@@ -208,8 +207,7 @@ function normalise(text: string, servers: Record<string, { hostPort: string }>, 
 
 
 async function runSide(t: TestContext, scenario: Scenario, preload: boolean): Promise<Side> {
-  const dir = await tempDir('mistral-usage-nodehttp-');
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDirFor(t, 'mistral-usage-nodehttp-');
   const mock = await startMockMistral();
   let servers: Servers = {};
   try {

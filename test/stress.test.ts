@@ -6,13 +6,12 @@
  * No timing assertions: throughput is only printed (t.diagnostic).
  */
 import { describe, it } from 'node:test';
-import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startMockMistral } from './support/mock-mistral.js';
 import type { MockMistral, ServedResponse } from './support/mock-mistral.js';
-import { runApp, tempDir } from './support/run-app.js';
+import { mockFor, ourLines, rowTail, runApp, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
 // ---------------------------------------------------------------------------
@@ -22,28 +21,7 @@ import type { RunResult } from './support/run-app.js';
 const HEADER = 'TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens';
 /** A whole row for the plain model names used here (no quoting needed). */
 const ROW = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00,[A-Za-z0-9._-]+,\d+,\d+,\d+$/;
-const OUR_PREFIX = 'mistral-usage-log: ';
 const RUN_TIMEOUT_MS = 60_000;
-
-async function mockFor(t: TestContext): Promise<MockMistral> {
-  const mock = await startMockMistral();
-  t.after(() => mock.close());
-  return mock;
-}
-
-async function tmp(t: TestContext): Promise<string> {
-  const dir = await tempDir('mul-stress-');
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function ourLines(stderr: string): string[] {
-  return stderr.split('\n').filter((line) => line.startsWith(OUR_PREFIX));
-}
-
-function key(s: ServedResponse): string {
-  return `${s.model},${s.promptTokens},${s.completionTokens},${s.totalTokens}`;
-}
 
 function sorted(values: Iterable<string>): string[] {
   return [...values].sort();
@@ -63,7 +41,7 @@ async function assertLog(log: string, served: readonly ServedResponse[], expecte
   assert.equal(lines.length, expected, `${expected} rows`);
   assert.equal(served.length, expected, `${expected} usage-bearing responses served`);
   const rows = lines.map((line) => line.slice(line.indexOf(',') + 1));
-  assert.deepEqual(sorted(rows), sorted(served.map(key)), 'rows and served responses are the same multiset');
+  assert.deepEqual(sorted(rows), sorted(served.map(rowTail)), 'rows and served responses are the same multiset');
   assert.equal(new Set(rows).size, expected, 'every row is unique (the mock numbers each response)');
 }
 
@@ -202,7 +180,7 @@ async function runTogether(dir: string, mock: MockMistral, log: string, apps: re
 
 describe('stress', () => {
   it('A. 500 concurrent calls in one process (JSON, SSE, gzip SSE, gzip JSON): 500 rows, one header', async (t) => {
-    const dir = await tmp(t);
+    const dir = await tempDirFor(t, 'mul-stress-');
     const mock = await mockFor(t);
     const logDir = join(dir, 'logs');
     const log = join(logDir, 'usage.csv');
@@ -222,7 +200,7 @@ describe('stress', () => {
   // -------------------------------------------------------------------------
 
   it('B. 6 processes x 80 calls (8 concurrent each) released together on one new file, 3 rounds', async (t) => {
-    const dir = await tmp(t);
+    const dir = await tempDirFor(t, 'mul-stress-');
     await writeFile(join(dir, 'app.mjs'), SINGLE);
     for (let round = 1; round <= 3; round++) {
       const mock = await startMockMistral();
@@ -250,7 +228,7 @@ describe('stress', () => {
   });
 
   it('B2. 6 processes x 40 calls released together on an existing file that needs a repair (empty; header without newline)', async (t) => {
-    const dir = await tmp(t);
+    const dir = await tempDirFor(t, 'mul-stress-');
     await writeFile(join(dir, 'app.mjs'), SINGLE);
     for (const [name, content] of [['empty', ''], ['header-no-newline', HEADER]] as const) {
       const mock = await startMockMistral();
@@ -280,7 +258,7 @@ describe('stress', () => {
   // -------------------------------------------------------------------------
 
   it('C. a pool of 4 worker threads x 25 calls: 100 rows', async (t) => {
-    const dir = await tmp(t);
+    const dir = await tempDirFor(t, 'mul-stress-');
     const mock = await mockFor(t);
     const logDir = join(dir, 'logs');
     const log = join(logDir, 'usage.csv');
@@ -303,7 +281,7 @@ describe('stress', () => {
   // -------------------------------------------------------------------------
 
   it('D. 4 processes x (2 worker threads x 30 calls + 10 main-thread calls) on one new file: 280 rows, none interleaved', async (t) => {
-    const dir = await tmp(t);
+    const dir = await tempDirFor(t, 'mul-stress-');
     const mock = await mockFor(t);
     const logDir = join(dir, 'shared');
     const log = join(logDir, 'usage.csv');

@@ -4,10 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { lstat, mkdtemp, readFile, realpath, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import type { TestContext } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startMockMistral } from './mock-mistral.js';
+import type { MockMistral, ServedResponse, StartOptions } from './mock-mistral.js';
 
 /** Absolute path of the repository root (this file lives in <root>/test/support/). */
 export const repoRoot: string = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -19,6 +22,33 @@ export const registerPath: string = join(repoRoot, 'register.js');
 export async function tempDir(prefix = 'mistral-usage-log-'): Promise<string> {
   // realpath: on some systems tmpdir is a symlink, and apps report real paths.
   return realpath(await mkdtemp(join(tmpdir(), prefix)));
+}
+
+/** A temporary folder, removed when the test ends. */
+export async function tempDirFor(t: TestContext, prefix?: string): Promise<string> {
+  const dir = await tempDir(prefix);
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A mock Mistral server, closed when the test ends. */
+export async function mockFor(t: TestContext, options: StartOptions = {}): Promise<MockMistral> {
+  const mock = await startMockMistral(options);
+  t.after(() => mock.close());
+  return mock;
+}
+
+/** How every line the preload prints on stderr begins. */
+export const OUR_PREFIX = 'mistral-usage-log: ';
+
+/** The lines of stderr that the preload printed. */
+export function ourLines(stderr: string): string[] {
+  return stderr.split('\n').filter((line) => line.startsWith(OUR_PREFIX));
+}
+
+/** A log row's model and counts (everything after the timestamp) for a call the mock served. */
+export function rowTail(s: ServedResponse): string {
+  return `${s.model},${s.promptTokens},${s.completionTokens},${s.totalTokens}`;
 }
 
 export interface RunResult {
