@@ -53,14 +53,18 @@ const KIND_BY_GROUP: readonly EndpointKind[] = [
 
 /** Matches the path part of a request (query ignored) against the usage-bearing endpoints. */
 export function endpointForPath(pathWithQuery: string): Endpoint | undefined {
-  const end = pathWithQuery.search(/[?#]/);
-  const pathname = end === -1 ? pathWithQuery : pathWithQuery.slice(0, end);
-  const match = PATH_PATTERN.exec(pathname);
+  const match = PATH_PATTERN.exec(pathWithoutQuery(pathWithQuery));
   if (match === null) return undefined;
   for (let group = 1; group < match.length; group++) {
     if (match[group] !== undefined) return ENDPOINTS[KIND_BY_GROUP[group - 1]!];
   }
   return undefined;
+}
+
+/** A request path without its query string or fragment. */
+export function pathWithoutQuery(pathWithQuery: string): string {
+  const end = pathWithQuery.search(/[?#]/);
+  return end === -1 ? pathWithQuery : pathWithQuery.slice(0, end);
 }
 
 /** Decides which hosts count as the Mistral API: `mistral.ai`, `*.mistral.ai`, and configured extras. */

@@ -1,5 +1,5 @@
 import { configFromEnv, ENV, type Config } from "./config.js";
-import { HostMatcher, matchRequest } from "./endpoints.js";
+import { HostMatcher, matchRequest, pathWithoutQuery } from "./endpoints.js";
 import { ObservedCall, type CallDeps, type Limits, type UsageRecord } from "./record/observed-call.js";
 import { stderrReporter, type Reporter } from "./report.js";
 import { CsvLog } from "./sink/csv-file.js";
@@ -33,7 +33,9 @@ type Marked = typeof globalThis & { [INSTALLED]?: true };
  */
 export function install(options: InstallOptions = {}): Uninstall {
   const global = globalThis as Marked;
-  const config: Config = { ...configFromEnv(), ...withoutUndefined(options) };
+  const given = withoutUndefined(options);
+  // register.ts passes a whole configuration; the environment is read only for what is missing.
+  const config: Config = isWholeConfig(given) ? given : { ...configFromEnv(), ...given };
   const reporter = stderrReporter();
   for (const warning of options.warnings ?? []) reporter.warn(warning);
   if (config.disabled || global[INSTALLED]) return () => {};
@@ -62,7 +64,7 @@ export function install(options: InstallOptions = {}): Uninstall {
   const observe: ObserverFactory = (origin, path, method) => {
     const endpoint = matchRequest(hosts, origin, path, method);
     if (endpoint === undefined) return undefined;
-    return new ObservedCall(endpoint, () => `${method} ${origin}${path.replace(/[?#].*$/, "")}`, deps);
+    return new ObservedCall(endpoint, () => `${method} ${origin}${pathWithoutQuery(path)}`, deps);
   };
   // Two separate HTTP stacks, so no call is seen by both: undici (fetch) and node:http.
   const untapUndici = tapUndici(observe, reportInternalError);
@@ -99,6 +101,10 @@ function printRows(reporter: Reporter, rows: readonly UsageRecord[], logPath: st
     );
     reporter.info(`Logged usage to ${logPath}`);
   }
+}
+
+function isWholeConfig(options: Partial<Config>): options is Config {
+  return options.logPath !== undefined && options.extraHosts !== undefined && options.verbose !== undefined && options.disabled !== undefined;
 }
 
 function withoutUndefined<T extends object>(options: T): Partial<T> {

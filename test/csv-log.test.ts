@@ -14,15 +14,15 @@ import { pathToFileURL } from 'node:url';
 import { parse as parseCsvStrict } from 'csv-parse/sync';
 import { CONTENT_PIECES, REPLY_TEXT } from './support/mock-mistral.js';
 import type { MockMistral, ServedResponse } from './support/mock-mistral.js';
-import { mockFor, ourLines, registerPath, rowTail, runApp, tempDirFor } from './support/run-app.js';
+import { LOG_HEADER, LOG_TIMESTAMP, mockFor, ourLines, registerPath, rowTail, runApp, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
 // ---------------------------------------------------------------------------
 // Local helpers
 // ---------------------------------------------------------------------------
 
-const HEADER = 'TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens';
-const TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/;
+const HEADER = LOG_HEADER;
+const TIMESTAMP = LOG_TIMESTAMP;
 /** A realistic row that some earlier run left in a file. */
 const OLD_ROW = '2024-01-01T00:00:00.000000+00:00,mistral-small-latest,1,2,3';
 /** What a 5-event stream from the mock says. */

@@ -24,14 +24,14 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startMockMistral, zstdAvailable } from './support/mock-mistral.js';
 import type { MockMistral } from './support/mock-mistral.js';
-import { linkNodeModules, OUR_PREFIX, readCsv, registerPath, repoRoot, runApp, runNode, tempDir, tempDirFor } from './support/run-app.js';
+import { linkNodeModules, LOG_HEADER, LOG_TIMESTAMP, OUR_PREFIX, readCsv, registerPath, repoRoot, runApp, runNode, tempDir, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
 // ---------------------------------------------------------------------------
 // Running one app with and without the preload
 // ---------------------------------------------------------------------------
 
-const HEADER = 'TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens';
+const HEADER = LOG_HEADER;
 const STRICT_FLAGS = ['--trace-warnings', '--unhandled-rejections=strict', '--pending-deprecation'];
 const NODE_WARNING = /\(node:\d+\)|Warning:|Unhandled|unhandled rejection/;
 const registerUrl = pathToFileURL(registerPath).href;
@@ -128,7 +128,7 @@ function normalise(text: string, servers: Record<string, { hostPort: string }>):
 async function readRows(logPath: string): Promise<string[][]> {
   const csv = await readCsv(logPath);
   assert.equal(csv.header, HEADER, 'the log starts with the mandatory header');
-  for (const row of csv.rows) assert.match(row[0] ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/);
+  for (const row of csv.rows) assert.match(row[0] ?? '', LOG_TIMESTAMP);
   return csv.rows;
 }
 
@@ -803,7 +803,7 @@ describe('10. start-up', () => {
     const empty = join(dir, 'empty.mjs');
     await writeFile(empty, '');
     const without = await loaded(['--import', pathToFileURL(empty).href]);
-    const withPreload = await loaded(['--import', pathToFileURL(registerPath).href]);
+    const withPreload = await loaded(["--import", registerUrl]);
     const added = [...withPreload].filter((name) => !without.has(name));
     assert.deepEqual(added.filter((name) => name !== 'NativeModule diagnostics_channel'), []);
   });

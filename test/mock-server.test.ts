@@ -3,7 +3,6 @@
  * preload involved), plus a smoke test of the child-process helpers.
  */
 import { after, before, describe, it } from 'node:test';
-import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -27,17 +26,11 @@ import {
   zstdAvailable,
 } from './support/mock-mistral.js';
 import type { MockMistral, ResponseContext, SseEvent } from './support/mock-mistral.js';
-import { parseCsv, readCsv, repoRoot, runApp, runNode, tempDir } from './support/run-app.js';
+import { mockFor, parseCsv, readCsv, repoRoot, runApp, runNode, tempDir } from './support/run-app.js';
 
 // ---------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------
-
-async function mockFor(t: TestContext, defaults?: string): Promise<MockMistral> {
-  const mock = await startMockMistral(defaults === undefined ? {} : { defaults });
-  t.after(() => mock.close());
-  return mock;
-}
 
 function postJson(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
   return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...init });
@@ -662,7 +655,7 @@ describe('behaviour flags', () => {
   });
 
   it('path flags override defaults; unknown flags are a loud 400', async (t) => {
-    const mock = await mockFor(t, 'gzip,events=2');
+    const mock = await mockFor(t, { defaults: 'gzip,events=2' });
     const a = await rawPost(mock.url + CHAT, JSON.stringify(chatBody({ stream: true })));
     assert.equal(a.headers['content-encoding'], 'gzip');
     assert.equal(parseSse(decode('gzip', a.body).toString('utf8')).length, 3);

@@ -11,14 +11,14 @@ import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startMockMistral } from './support/mock-mistral.js';
 import type { MockMistral, ServedResponse } from './support/mock-mistral.js';
-import { mockFor, ourLines, rowTail, runApp, tempDirFor } from './support/run-app.js';
+import { LOG_HEADER, mockFor, ourLines, rowTail, runApp, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
 // ---------------------------------------------------------------------------
 // Local helpers
 // ---------------------------------------------------------------------------
 
-const HEADER = 'TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens';
+const HEADER = LOG_HEADER;
 /** A whole row for the plain model names used here (no quoting needed). */
 const ROW = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00,[A-Za-z0-9._-]+,\d+,\d+,\d+$/;
 const RUN_TIMEOUT_MS = 60_000;

@@ -58,9 +58,13 @@ export interface Command {
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
+/** `--help` / `-h` was given: main prints the command's help and exits 0. */
+export class HelpRequested extends Error {}
+
 /**
  * `node:util` parseArgs, strict, with errors turned into one-line UsageErrors that name the
- * subcommand ("unknown option --foo"), and `--help` / `-h` handled by the caller.
+ * subcommand ("unknown option --foo"), and `--help` / `-h` thrown as HelpRequested once the
+ * options parse.
  */
 export interface ParsedOptions {
   readonly values: Readonly<Record<string, string | boolean | undefined>>;
@@ -68,8 +72,9 @@ export interface ParsedOptions {
 }
 
 export function parseOptions(command: string, args: string[], options: Options, allowPositionals = true): ParsedOptions {
+  let parsed: ParsedOptions;
   try {
-    return parseArgs({ args, options: { help: { type: "boolean", short: "h" }, ...options }, allowPositionals, strict: true });
+    parsed = parseArgs({ args, options: { help: { type: "boolean", short: "h" }, ...options }, allowPositionals, strict: true });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const option = /'([^']+)'/.exec(e.message)?.[1];
@@ -84,6 +89,8 @@ export function parseOptions(command: string, args: string[], options: Options, 
         throw new UsageError(e.message, command);
     }
   }
+  if (parsed.values["help"] === true) throw new HelpRequested();
+  return parsed;
 }
 
 /** Writes text, waiting when the stream's buffer is full (a million merged rows must not pile up in memory). */

@@ -6,7 +6,7 @@ import { HEADER_FIELDS, HEADER_LINE, csvField } from "../sink/csv-row.js";
 
 export { HEADER_FIELDS, HEADER_LINE };
 
-export const COLUMN_COUNT = HEADER_FIELDS.length;
+const COLUMN_COUNT = HEADER_FIELDS.length;
 
 /** One valid row of a usage log. */
 export interface LogRow {
@@ -242,12 +242,8 @@ export function checkRow(fields: readonly string[]): RowCheck {
   return { ok: true, row: { timestamp, micros, model, promptTokens, completionTokens, totalTokens }, warnings: warnings ?? NONE };
 }
 
-/** Formats the instant of `micros` the way the preload writes it. */
-export function formatMicros(micros: number): string {
-  const millis = Math.floor(micros / 1000);
-  const rest = micros - millis * 1000;
-  return `${new Date(millis).toISOString().slice(0, 23)}${String(rest).padStart(3, "0")}+00:00`;
-}
+/** Formats the instant of `micros` the way the preload writes it: the preload's own formatter. */
+export { formatTimestamp as formatMicros } from "../sink/csv-row.js";
 
 /**
  * A value quoted for a message: JSON string syntax, so control characters, quotes and terminal

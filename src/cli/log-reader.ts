@@ -155,7 +155,7 @@ export async function readLog(file: string, handlers: ReadHandlers, options: Rea
         return fail(`could not be read: ${(err as Error).message}`);
       }
     }
-    if (headerPending && start === 0) return fail(`has no header line (expected the first line to be the header)`);
+    if (headerPending) return fail(`has no header line (expected the first line to be the header)`);
     if (!endsWithNewline && result.fatal === undefined && result.rows + result.invalidRows > 0) {
       report(0, "warning", "the last line has no line break at the end; a program appending to the file would join its row to that line");
     }
@@ -184,7 +184,7 @@ function errorLine(err: CsvError | undefined, fallback: number): number {
 }
 
 /** csv-parse's message without its own "at line N" (we print the line in front). */
-export function csvErrorMessage(err: CsvError | undefined): string {
+function csvErrorMessage(err: CsvError | undefined): string {
   switch (err?.code) {
     case "CSV_QUOTE_NOT_CLOSED":
       return "a quoted field is never closed (the rest of the file belongs to it)";

@@ -6,7 +6,7 @@
 import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
-import { EXIT, EXIT_CODES_HELP, PROGRAM, UsageError, write } from "./common.js";
+import { EXIT, EXIT_CODES_HELP, HelpRequested, PROGRAM, UsageError, write } from "./common.js";
 import type { Command, Context } from "./common.js";
 import { HEADER_LINE } from "./log-format.js";
 import { mergeCommand } from "./merge.js";
@@ -14,7 +14,7 @@ import { reportCommand } from "./report.js";
 import { runCommand } from "./run.js";
 import { validateCommand } from "./validate.js";
 
-export const COMMANDS: readonly Command[] = [reportCommand, validateCommand, mergeCommand, runCommand];
+const COMMANDS: readonly Command[] = [reportCommand, validateCommand, mergeCommand, runCommand];
 
 const USAGES: Record<string, string> = {
   report: "report [FILE...]",
@@ -23,7 +23,7 @@ const USAGES: Record<string, string> = {
   run: "run -- COMMAND [ARGS...]",
 };
 
-export function mainHelp(): string {
+function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => (USAGES[c.name] ?? c.name).length));
   const lines = COMMANDS.map((c) => `  ${(USAGES[c.name] ?? c.name).padEnd(width)}  ${c.summary}`);
   return `Usage: ${PROGRAM} <command> [options]
@@ -95,6 +95,10 @@ export async function main(argv: readonly string[], ctx: Context): Promise<numbe
     }
     return await command.run([...args], ctx);
   } catch (err) {
+    if (err instanceof HelpRequested && command !== undefined) {
+      await write(ctx.stdout, command.help);
+      return EXIT.ok;
+    }
     if (err instanceof UsageError) {
       const where = err.command === undefined ? PROGRAM : `${PROGRAM} ${err.command}`;
       ctx.stderr.write(`${where}: ${err.message}\nRun '${where} --help' for usage.\n`);

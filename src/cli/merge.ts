@@ -11,7 +11,6 @@ import { formatInt, printable } from "./format.js";
 import { HEADER_LINE, csvLine, parseTimestamp } from "./log-format.js";
 import type { LogRow } from "./log-format.js";
 import { readLog } from "./log-reader.js";
-import type { InvalidRecord } from "./log-reader.js";
 import { formatProblem } from "./validate.js";
 
 const HELP = `Usage: ${PROGRAM} merge -o OUT [options] FILE...
@@ -58,10 +57,6 @@ export const mergeCommand: Command = {
       "keep-invalid": { type: "boolean", default: false },
       "max-problems": { type: "string" },
     });
-    if (values.help === true) {
-      await write(ctx.stdout, HELP);
-      return EXIT.ok;
-    }
     const out = values.output as string | undefined;
     if (out === undefined || out === "") throw new UsageError("merge needs -o OUT (or -o - for stdout)", "merge");
     if (positionals.length === 0) throw new UsageError("merge needs at least one FILE to read", "merge");
@@ -86,7 +81,7 @@ export const mergeCommand: Command = {
           },
           invalid(record) {
             if (!keepInvalid) return;
-            const text = invalidLine(record);
+            const text = csvLine(record.fields);
             const micros = record.fields[0] === undefined ? undefined : parseTimestamp(record.fields[0]);
             if (typeof micros === "number") sorted.push({ micros, text });
             else unsortable.push(text);
@@ -135,12 +130,8 @@ function rowLine(row: LogRow): string {
   return csvLine([row.timestamp, row.model, String(row.promptTokens), String(row.completionTokens), String(row.totalTokens)]);
 }
 
-function invalidLine(record: InvalidRecord): string {
-  return csvLine(record.fields);
-}
-
 /** The CSV line of an entry. */
-export function entryLine(e: Entry): string {
+function entryLine(e: Entry): string {
   return e.text ?? (e.row === undefined ? "" : rowLine(e.row));
 }
 

@@ -53,10 +53,6 @@ export const reportCommand: Command = {
       json: { type: "boolean", default: false },
       prices: { type: "string" },
     });
-    if (values.help === true) {
-      await write(ctx.stdout, HELP);
-      return EXIT.ok;
-    }
     const by = values.by as string;
     if (!(GROUP_BY as readonly string[]).includes(by)) throw new UsageError(`--by must be model, day or hour, got ${JSON.stringify(by)}`, "report");
     const since = bound("since", values.since as string | undefined);

@@ -6,7 +6,7 @@ import { stat } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { configFromEnv, ENV } from "../config.js";
-import { EXIT, PROGRAM, UsageError, loadPrices, parseOptions, warn, write } from "./common.js";
+import { EXIT, PROGRAM, UsageError, loadPrices, parseOptions, warn } from "./common.js";
 import type { Command } from "./common.js";
 import { formatInt, formatUsd, printable } from "./format.js";
 import { readLog } from "./log-reader.js";
@@ -50,10 +50,6 @@ export const runCommand: Command = {
   async run(args, ctx) {
     const { own, command } = splitCommand(args);
     const { values } = parseOptions("run", own, { quiet: { type: "boolean", short: "q", default: false }, prices: { type: "string" } }, false);
-    if (values.help === true) {
-      await write(ctx.stdout, HELP);
-      return EXIT.ok;
-    }
     const [file, ...rest] = command;
     if (file === undefined || file === "") throw new UsageError("run needs a COMMAND to run, e.g. mistral-usage run -- node app.js", "run");
     const prices = await loadPrices(ctx, "run", values.prices as string | undefined);

@@ -37,10 +37,6 @@ export const validateCommand: Command = {
   help: HELP,
   async run(args, ctx) {
     const { values, positionals } = parseOptions("validate", args, { "max-problems": { type: "string" } });
-    if (values.help === true) {
-      await write(ctx.stdout, HELP);
-      return EXIT.ok;
-    }
     const maxProblems = parseCountOption("validate", "max-problems", values["max-problems"] as string | undefined, DEFAULT_MAX_PROBLEMS);
     const files = resolveFiles(ctx, positionals.length > 0 ? positionals : [defaultLogFile(ctx)]);
     const style = styleFor(ctx);

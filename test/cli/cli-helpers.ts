@@ -3,13 +3,13 @@
  * logs into temp directories.
  */
 import { readdirSync, statSync } from "node:fs";
-import { rm, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
-import { repoRoot, runNode, tempDir } from "../support/run-app.js";
+import { LOG_HEADER, repoRoot, runNode, tempDirFor } from "../support/run-app.js";
 import type { RunResult } from "../support/run-app.js";
 
-export const HEADER = "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens";
+export const HEADER = LOG_HEADER;
 
 /** The command as installed: `bin` in package.json points here. */
 export const cliPath = join(repoRoot, "dist", "src", "cli", "main.js");
@@ -57,10 +57,8 @@ export function cli(args: string[], opts: CliOptions): Promise<RunResult> {
 }
 
 /** A temp directory removed after the test. */
-export async function tmp(t: TestContext): Promise<string> {
-  const dir = await tempDir("mul-cli-");
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
+export function tmp(t: TestContext): Promise<string> {
+  return tempDirFor(t, "mul-cli-");
 }
 
 export interface Row {

@@ -8,17 +8,11 @@ import type { TestContext } from "node:test";
 import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { startMockMistral } from "../support/mock-mistral.js";
 import type { MockMistral } from "../support/mock-mistral.js";
-import { childEnv, readCsv } from "../support/run-app.js";
+import { childEnv, mockFor, readCsv } from "../support/run-app.js";
 import type { RunResult } from "../support/run-app.js";
 import { HEADER, cli, cliPath, tmp, writeLog } from "./cli-helpers.js";
 
-async function mockFor(t: TestContext): Promise<MockMistral> {
-  const mock = await startMockMistral();
-  t.after(() => mock.close());
-  return mock;
-}
 
 /** An ordinary app: plain fetch to the mock, nothing imported from this package. */
 const APP = `

@@ -1,3 +1,5 @@
+import zlib from "node:zlib";
+
 /**
  * Realistic Mistral payloads shared by the unit tests. Shapes and numbers come from the captures and
  * docs quoted in shared/reference/mistral-api-and-clients.md (sections 1 and 2).
@@ -9,6 +11,47 @@ export function sseStream(events: readonly string[], eol: "\n" | "\r\n" | "\r" =
 }
 
 export const utf8 = (text: string): Buffer => Buffer.from(text, "utf8");
+
+// --- Compression, as a server applies it ----------------------------------------------------------
+
+// zstd arrived in Node 22.15 / 23.8; @types/node 20 does not declare it.
+interface ZstdZlib {
+  zstdCompressSync?(data: Buffer, options?: { finishFlush?: number }): Buffer;
+  constants: { ZSTD_e_flush?: number };
+}
+const zstd = zlib as unknown as ZstdZlib;
+export const hasZstd = typeof zstd.zstdCompressSync === "function";
+
+export interface Compression {
+  /** A finished body. */
+  whole(data: Buffer): Buffer;
+  /** A stream flushed but not finished: what has arrived when the app cancels mid-stream. */
+  flushed(data: Buffer): Buffer;
+}
+
+/** One per coding (deflateRaw: the raw deflate that some servers send as "deflate"). */
+export const COMPRESS: Readonly<Record<"gzip" | "deflate" | "deflateRaw" | "br" | "zstd", Compression>> = {
+  gzip: {
+    whole: (data) => zlib.gzipSync(data),
+    flushed: (data) => zlib.gzipSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  },
+  deflate: {
+    whole: (data) => zlib.deflateSync(data),
+    flushed: (data) => zlib.deflateSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  },
+  deflateRaw: {
+    whole: (data) => zlib.deflateRawSync(data),
+    flushed: (data) => zlib.deflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  },
+  br: {
+    whole: (data) => zlib.brotliCompressSync(data),
+    flushed: (data) => zlib.brotliCompressSync(data, { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH }),
+  },
+  zstd: {
+    whole: (data) => zstd.zstdCompressSync!(data),
+    flushed: (data) => zstd.zstdCompressSync!(data, { finishFlush: zstd.constants.ZSTD_e_flush! }),
+  },
+};
 
 // --- Chat / FIM / agents: data-only SSE -----------------------------------------------------------
 

@@ -12,12 +12,15 @@ import {
   CHAT_SSE_EVENTS,
   CHAT_SSE_UNICODE_EVENTS,
   CHAT_USAGE,
+  COMPRESS,
+  type Compression,
   CONVERSATION_JSON,
   CONVERSATION_JSON_NO_MODEL,
   CONVERSATION_SSE,
   CONVERSATION_SSE_EVENTS,
   CONVERSATION_USAGE,
   EMBEDDINGS_JSON,
+  hasZstd,
   MODERATION_JSON,
   MODERATION_JSON_NO_USAGE,
   RATE_LIMIT_JSON,
@@ -106,51 +109,15 @@ const connectionLoss = (code = "UND_ERR_SOCKET") => Object.assign(new Error("oth
 
 // Compression as a server would apply it: a finished body, or a stream flushed but not finished
 // (what has arrived when the app cancels mid-stream).
-interface ZstdZlib {
-  zstdCompressSync?(data: Buffer, options?: { finishFlush?: number }): Buffer;
-  constants: { ZSTD_e_flush?: number };
-}
-const zstd = zlib as unknown as ZstdZlib;
-const hasZstd = typeof zstd.zstdCompressSync === "function";
-
 type Codec = { header: string; finished: (data: Buffer) => Buffer; flushed: (data: Buffer) => Buffer; skip: string | false };
+const codec = (header: string, { whole, flushed }: Compression, skip: string | false = false): Codec => ({ header, finished: whole, flushed, skip });
 const CODECS: Codec[] = [
-  {
-    header: "gzip",
-    finished: (d) => zlib.gzipSync(d),
-    flushed: (d) => zlib.gzipSync(d, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
-    skip: false,
-  },
-  {
-    header: "x-gzip",
-    finished: (d) => zlib.gzipSync(d),
-    flushed: (d) => zlib.gzipSync(d, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
-    skip: false,
-  },
-  {
-    header: "deflate",
-    finished: (d) => zlib.deflateSync(d),
-    flushed: (d) => zlib.deflateSync(d, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
-    skip: false,
-  },
-  {
-    header: "deflate (raw)",
-    finished: (d) => zlib.deflateRawSync(d),
-    flushed: (d) => zlib.deflateRawSync(d, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
-    skip: false,
-  },
-  {
-    header: "br",
-    finished: (d) => zlib.brotliCompressSync(d),
-    flushed: (d) => zlib.brotliCompressSync(d, { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH }),
-    skip: false,
-  },
-  {
-    header: "zstd",
-    finished: (d) => zstd.zstdCompressSync!(d),
-    flushed: (d) => zstd.zstdCompressSync!(d, { finishFlush: zstd.constants.ZSTD_e_flush! }),
-    skip: hasZstd ? false : "this Node has no zstd",
-  },
+  codec("gzip", COMPRESS.gzip),
+  codec("x-gzip", COMPRESS.gzip),
+  codec("deflate", COMPRESS.deflate),
+  codec("deflate (raw)", COMPRESS.deflateRaw),
+  codec("br", COMPRESS.br),
+  codec("zstd", COMPRESS.zstd, hasZstd ? false : "this Node has no zstd"),
   {
     header: "gzip, br",
     finished: (d) => zlib.brotliCompressSync(zlib.gzipSync(d)),

@@ -2,15 +2,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import zlib from "node:zlib";
 import { BodyTooLargeError, decodeBody, parseContentEncoding, type Coding } from "../../src/usage/decode.js";
-import { BINARY_GARBAGE, CHAT_JSON, CHAT_SSE_UNICODE_EVENTS, CONVERSATION_SSE, sseStream, utf8 } from "./fixtures.js";
+import { BINARY_GARBAGE, CHAT_JSON, CHAT_SSE_UNICODE_EVENTS, COMPRESS, CONVERSATION_SSE, hasZstd, sseStream, utf8 } from "./fixtures.js";
 
-// zstd arrived in Node 22.15 / 23.8; @types/node 20 does not declare it.
-interface ZstdZlib {
-  zstdCompressSync?(data: Buffer, options?: { finishFlush?: number }): Buffer;
-  constants: { ZSTD_e_flush?: number };
-}
-const zstd = zlib as unknown as ZstdZlib;
-const hasZstd = typeof zstd.zstdCompressSync === "function";
 const skipZstd = hasZstd ? false : "this Node has no zlib.zstdCompressSync";
 
 const MAX = 1 << 20;
@@ -19,41 +12,11 @@ type Compressor = (data: Buffer) => Buffer;
 
 /** Each coding, and how a server applies it to a whole body and to a stream flushed but not finished. */
 const CODINGS: Array<{ name: string; coding: Coding; whole: Compressor; flushed: Compressor; skip: string | false }> = [
-  {
-    name: "gzip",
-    coding: "gzip",
-    whole: (data) => zlib.gzipSync(data),
-    flushed: (data) => zlib.gzipSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
-    skip: false,
-  },
-  {
-    name: "deflate (zlib-wrapped, as HTTP specifies)",
-    coding: "deflate",
-    whole: (data) => zlib.deflateSync(data),
-    flushed: (data) => zlib.deflateSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
-    skip: false,
-  },
-  {
-    name: "deflate (raw, as some servers send it)",
-    coding: "deflate",
-    whole: (data) => zlib.deflateRawSync(data),
-    flushed: (data) => zlib.deflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
-    skip: false,
-  },
-  {
-    name: "br",
-    coding: "br",
-    whole: (data) => zlib.brotliCompressSync(data),
-    flushed: (data) => zlib.brotliCompressSync(data, { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH }),
-    skip: false,
-  },
-  {
-    name: "zstd",
-    coding: "zstd",
-    whole: (data) => zstd.zstdCompressSync!(data),
-    flushed: (data) => zstd.zstdCompressSync!(data, { finishFlush: zstd.constants.ZSTD_e_flush! }),
-    skip: skipZstd,
-  },
+  { name: "gzip", coding: "gzip", ...COMPRESS.gzip, skip: false },
+  { name: "deflate (zlib-wrapped, as HTTP specifies)", coding: "deflate", ...COMPRESS.deflate, skip: false },
+  { name: "deflate (raw, as some servers send it)", coding: "deflate", ...COMPRESS.deflateRaw, skip: false },
+  { name: "br", coding: "br", ...COMPRESS.br, skip: false },
+  { name: "zstd", coding: "zstd", ...COMPRESS.zstd, skip: skipZstd },
 ];
 
 describe("parseContentEncoding", () => {
@@ -144,7 +107,7 @@ describe("decodeBody: whole bodies", () => {
       ["deflate, gzip", (data) => zlib.gzipSync(zlib.deflateSync(data)), false],
       ["br, deflate", (data) => zlib.deflateRawSync(zlib.brotliCompressSync(data)), false],
       ["gzip, gzip", (data) => zlib.gzipSync(zlib.gzipSync(data)), false],
-      ["gzip, zstd", (data) => (hasZstd ? zstd.zstdCompressSync!(zlib.gzipSync(data)) : data), true],
+      ["gzip, zstd", (data) => (hasZstd ? COMPRESS.zstd.whole(zlib.gzipSync(data)) : data), true],
     ];
     for (const [header, compress, needsZstd] of stacks) {
       test(header, { skip: needsZstd ? skipZstd : false }, () => {
