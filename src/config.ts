@@ -33,18 +33,9 @@ type Env = Readonly<Record<string, string | undefined>>;
 export function configFromEnv(env: Env = process.env, cwd: string = process.cwd()): EnvConfig {
   const warnings: string[] = [];
 
-  const rawLog = env[ENV.log]?.trim();
-  let logFile = DEFAULT_LOG_FILE;
-  if (rawLog !== undefined && rawLog !== "") {
-    if (rawLog.includes("\0")) {
-      warnings.push(`${ENV.log} contains a NUL byte; using ${DEFAULT_LOG_FILE}`);
-    } else {
-      logFile = rawLog;
-    }
-  } else if (rawLog !== undefined) {
-    warnings.push(`${ENV.log} is empty; using ${DEFAULT_LOG_FILE}`);
-  }
-  const logPath = path.resolve(cwd, logFile);
+  const log = logFileFromEnv(env);
+  if (log.warning !== undefined) warnings.push(log.warning);
+  const logPath = path.resolve(cwd, log.file);
 
   const { hosts: extraHosts, invalid } = parseHosts(env[ENV.hosts] ?? "");
   for (const entry of invalid) {
@@ -55,6 +46,19 @@ export function configFromEnv(env: Env = process.env, cwd: string = process.cwd(
   const disabled = parseFlag(env, ENV.disable, warnings);
 
   return { logPath, extraHosts, verbose, disabled, warnings };
+}
+
+/**
+ * The log file `MISTRAL_USAGE_LOG` names, as given (relative paths are the caller's to resolve),
+ * or the default with the reason when the value is empty or unusable. Shared with the CLI, which
+ * must read the file the preload writes.
+ */
+export function logFileFromEnv(env: Env): { file: string; warning?: string } {
+  const raw = env[ENV.log]?.trim();
+  if (raw === undefined) return { file: DEFAULT_LOG_FILE };
+  if (raw === "") return { file: DEFAULT_LOG_FILE, warning: `${ENV.log} is empty; using ${DEFAULT_LOG_FILE}` };
+  if (raw.includes("\0")) return { file: DEFAULT_LOG_FILE, warning: `${ENV.log} contains a NUL byte; using ${DEFAULT_LOG_FILE}` };
+  return { file: raw };
 }
 
 function parseFlag(env: Env, name: string, warnings: string[]): boolean {

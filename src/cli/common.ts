@@ -7,7 +7,7 @@ import type { ParseArgsConfig } from "node:util";
 import { once } from "node:events";
 import path from "node:path";
 import { readFile } from "node:fs/promises";
-import { DEFAULT_LOG_FILE, ENV } from "../config.js";
+import { logFileFromEnv } from "../config.js";
 import { ANSI_STYLE, NO_STYLE, useColor } from "./format.js";
 import type { Style } from "./format.js";
 import { PriceBook, PriceTableError, validatePriceTable } from "./prices.js";
@@ -110,8 +110,7 @@ export function styleFor(ctx: Context): Style {
 
 /** The log the preload writes in this environment: `$MISTRAL_USAGE_LOG`, else `mistral_usage_log.csv`. */
 export function defaultLogFile(ctx: Context): string {
-  const fromEnv = ctx.env[ENV.log]?.trim();
-  return fromEnv !== undefined && fromEnv !== "" ? fromEnv : DEFAULT_LOG_FILE;
+  return logFileFromEnv(ctx.env).file;
 }
 
 /** Files as the user named them, resolved against the working directory for reading. */
