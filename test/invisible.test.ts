@@ -355,7 +355,7 @@ describe('1. successful calls: the app sees exactly the same responses', () => {
 
 describe('2. failing calls: the app sees the same errors', () => {
   it('refused port, abort mid-stream, AbortSignal.timeout, 401/429/500: same output, no rows, no warnings', async (t) => {
-    const refusedPort = await freePort();
+    const refusedPortNumber = await refusedPort();
     const source = `
       try {
         await post('http://127.0.0.1:' + process.env.REFUSED_PORT + '/v1/chat/completions', chat());
@@ -388,8 +388,8 @@ describe('2. failing calls: the app sees the same errors', () => {
     `;
     const { plain, inst } = await runBoth(t, {
       source,
-      env: () => ({ REFUSED_PORT: String(refusedPort) }),
-      extraHosts: [`127.0.0.1:${refusedPort}`],
+      env: () => ({ REFUSED_PORT: String(refusedPortNumber) }),
+      extraHosts: [`127.0.0.1:${refusedPortNumber}`],
     });
     assert.match(plain.stdout, /refused: .*ECONNREFUSED/);
     assert.match(plain.stdout, /abort: .*AbortError/);
@@ -400,14 +400,21 @@ describe('2. failing calls: the app sees the same errors', () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
+/**
+ * A port nothing listens on, and nothing will: taken below the kernel's ephemeral range
+ * (32768-60999 on Linux), which `listen(0)` draws from. A port freed from `listen(0)` was
+ * sometimes taken by another suite's server before the app connected, and "refused" succeeded.
+ */
+async function refusedPort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
 }
 
 // ---------------------------------------------------------------------------
