@@ -24,12 +24,16 @@ const { values } = parseArgs({
 });
 const dist = values.dist === undefined ? new URL("../dist/", import.meta.url) : pathToFileURL(`${path.resolve(values.dist)}/`);
 const load = (file) => import(new URL(file, dist).href);
+// A build from before the pipeline seams (--dist of an older checkout) keeps its modules elsewhere.
+const layout = fs.existsSync(new URL("src/pipeline.js", dist))
+  ? { json: "src/extract/json.js", sse: "src/extract/sse.js", format: "src/log/format.js", seams: true }
+  : { json: "src/usage/json.js", sse: "src/usage/sse.js", format: "src/sink/csv-row.js", seams: false };
 const { install } = await load("src/index.js");
 const { HostMatcher, matchRequest } = await load("src/endpoints.js");
 const { ObservedCall } = await load("src/record/observed-call.js");
-const { extractFromJson } = await load("src/usage/json.js");
-const { SseUsageExtractor } = await load("src/usage/sse.js");
-const { formatRows } = await load("src/sink/csv-row.js");
+const { extractFromJson } = await load(layout.json);
+const { SseUsageExtractor } = await load(layout.sse);
+const { formatRows } = await load(layout.format);
 const { CsvLog } = await load("src/sink/csv-file.js");
 const SCALE = values.quick ? 0.1 : 1;
 const REPS = values.quick ? 5 : 7;
@@ -149,7 +153,8 @@ await tapped("sse call (51 events in 4 reads) through the taps, onData wrapper",
 const hosts = new HostMatcher(["127.0.0.1:8080"]);
 part("matchRequest (host cached, path regex)", 200_000, () => matchRequest(hosts, ORIGIN, PATH, "POST"));
 const deps = { record: () => {}, warn: () => {}, limits: { maxBodyBytes: 32 << 20, maxEventBytes: 8 << 20, maxRequestBytes: 1 << 20 }, openStreams: new Set() };
-const endpoint = { kind: "chat", usageExpected: true, needsRequestModel: false };
+const chat = { kind: "chat", usageExpected: true, needsRequestModel: false };
+const endpoint = layout.seams ? { endpoint: chat, server: { address: "127.0.0.1", port: 8080 } } : chat;
 const jsonHead = { status: 200, contentType: "application/json", contentEncoding: undefined };
 const sseHead = { status: 200, contentType: "text/event-stream", contentEncoding: undefined };
 part("ObservedCall, json body, record() a no-op", 50_000, () => {
@@ -176,7 +181,10 @@ part("ObservedCall, sse 51 events in 4 reads, record() a no-op", 5_000, () => {
   for (const chunk of SSE_4) call.responseData(chunk);
   call.responseEnd();
 });
-const row = { model: "mistral-small-2603", counts: { promptTokens: 23, completionTokens: 50, totalTokens: 73 }, epochMicros: Date.now() * 1000 };
+const counts = { promptTokens: 23, completionTokens: 50, totalTokens: 73 };
+const row = layout.seams
+  ? { epochMicros: Date.now() * 1000, endpoint: "chat", server: { address: "127.0.0.1", port: 8080 }, requestModel: undefined, responseModel: "mistral-small-2603", counts }
+  : { model: "mistral-small-2603", counts, epochMicros: Date.now() * 1000 };
 part("formatRows, one row (csv-writer stringifier + timestamp)", 100_000, () => formatRows([row]));
 const logPath = path.join(dir, "sink.csv");
 const log = new CsvLog(logPath, { warn: (message) => console.error(message) });

@@ -35,7 +35,16 @@ let append;
 let close = () => {};
 if (values.sink === "csvlog") {
   const log = new CsvLog(file, { warn: (message) => process.stderr.write(`warn: ${message}\n`) });
-  append = (i) => log.append({ model: "mistral-small-2603", counts: { promptTokens: 23, completionTokens: i % 1000, totalTokens: 23 + (i % 1000) } });
+  const server = { address: "127.0.0.1", port: 8080 };
+  append = (i) =>
+    log.append({
+      epochMicros: Date.now() * 1000,
+      endpoint: "chat",
+      server,
+      requestModel: undefined,
+      responseModel: "mistral-small-2603",
+      counts: { promptTokens: 23, completionTokens: i % 1000, totalTokens: 23 + (i % 1000) },
+    });
   close = () => log.close();
 } else if (values.sink === "raw") {
   try {

@@ -67,12 +67,20 @@ export function pathWithoutQuery(pathWithQuery: string): string {
   return end === -1 ? pathWithQuery : pathWithQuery.slice(0, end);
 }
 
+/** The server a call went to, as `gen_ai`'s `server.address` and `server.port` name it. */
+export interface Server {
+  /** Host name (lower case, no trailing dot) or IP address (IPv6 without brackets). */
+  readonly address: string;
+  readonly port: number;
+}
+
 /** Decides which hosts count as the Mistral API: `mistral.ai`, `*.mistral.ai`, and configured extras. */
 export class HostMatcher {
   readonly #anyPort: ReadonlySet<string>;
   readonly #exact: ReadonlySet<string>;
   // Origins repeat (keep-alive clients talk to one or two); parsing a URL per request is avoidable work.
-  readonly #cache = new Map<string, boolean>();
+  // null: parsed, and not a Mistral host.
+  readonly #cache = new Map<string, Server | null>();
 
   constructor(extraHosts: readonly string[]) {
     this.#anyPort = new Set(extraHosts.filter((h) => !/:\d+$/.test(h)));
@@ -81,18 +89,27 @@ export class HostMatcher {
 
   /** `origin` like `https://api.mistral.ai` or `http://127.0.0.1:8080`. */
   matchesOrigin(origin: string): boolean {
+    return this.serverOf(origin) !== undefined;
+  }
+
+  /** The server of `origin` when it counts as the Mistral API; one shared object per origin. */
+  serverOf(origin: string): Server | undefined {
     const cached = this.#cache.get(origin);
-    if (cached !== undefined) return cached;
-    let result = false;
+    if (cached !== undefined) return cached ?? undefined;
+    let result: Server | null = null;
     try {
       const url = new URL(origin);
-      result = this.matches(url.hostname, url.port === "" ? defaultPort(url.protocol) : url.port);
+      const port = url.port === "" ? defaultPort(url.protocol) : url.port;
+      if (this.matches(url.hostname, port)) {
+        const host = url.hostname.toLowerCase().replace(/\.$/, "");
+        result = { address: host.startsWith("[") ? host.slice(1, -1) : host, port: Number(port) };
+      }
     } catch {
-      result = false;
+      result = null;
     }
     if (this.#cache.size >= 256) this.#cache.clear();
     this.#cache.set(origin, result);
-    return result;
+    return result ?? undefined;
   }
 
   matches(hostname: string, port: string): boolean {
@@ -106,16 +123,17 @@ function defaultPort(protocol: string): string {
   return protocol === "https:" || protocol === "wss:" ? "443" : "80";
 }
 
+/** A request that is a usage-bearing Mistral call: which endpoint, on which server. */
+export interface MatchedCall {
+  readonly endpoint: Endpoint;
+  readonly server: Server;
+}
+
 /**
  * The whole decision for one request as undici describes it. `path` may be absolute
  * (`http://host/v1/...`) when the request goes to a forward proxy.
  */
-export function matchRequest(
-  hosts: HostMatcher,
-  origin: string,
-  path: string,
-  method: string,
-): Endpoint | undefined {
+export function matchCall(hosts: HostMatcher, origin: string, path: string, method: string): MatchedCall | undefined {
   if (method.toUpperCase() !== "POST") return undefined;
   if (path.startsWith("http://") || path.startsWith("https://")) {
     let url: URL;
@@ -124,10 +142,18 @@ export function matchRequest(
     } catch {
       return undefined;
     }
-    if (!hosts.matchesOrigin(url.origin)) return undefined;
-    return endpointForPath(url.pathname);
+    const server = hosts.serverOf(url.origin);
+    if (server === undefined) return undefined;
+    const endpoint = endpointForPath(url.pathname);
+    return endpoint === undefined ? undefined : { endpoint, server };
   }
   const endpoint = endpointForPath(path);
-  if (endpoint === undefined || !hosts.matchesOrigin(origin)) return undefined;
-  return endpoint;
+  if (endpoint === undefined) return undefined;
+  const server = hosts.serverOf(origin);
+  return server === undefined ? undefined : { endpoint, server };
+}
+
+/** The endpoint of a request that is a usage-bearing Mistral call (see matchCall). */
+export function matchRequest(hosts: HostMatcher, origin: string, path: string, method: string): Endpoint | undefined {
+  return matchCall(hosts, origin, path, method)?.endpoint;
 }

@@ -1,11 +1,11 @@
 import { configFromEnv, ENV, type Config } from "./config.js";
-import { HostMatcher, matchRequest, pathWithoutQuery } from "./endpoints.js";
-import { ObservedCall, type CallDeps, type Limits, type UsageRecord } from "./record/observed-call.js";
-import { stderrReporter, type Reporter } from "./report.js";
+import { createPipeline } from "./pipeline.js";
+import { loggedModel, type UsageEvent } from "./record/usage-event.js";
+import { internalErrorReporter, stderrReporter, type Reporter } from "./report.js";
 import { CsvLog } from "./sink/csv-file.js";
-import type { ObserverFactory } from "./taps/exchange.js";
-import { tapNodeHttp } from "./taps/node-http.js";
-import { tapUndici } from "./taps/undici-diagnostics.js";
+import { TAPS } from "./taps/index.js";
+
+export { DEFAULT_LIMITS } from "./pipeline.js";
 
 export type Uninstall = () => void;
 
@@ -13,12 +13,6 @@ export interface InstallOptions extends Partial<Config> {
   /** Problems found while reading the configuration, printed once at install. */
   readonly warnings?: readonly string[];
 }
-
-export const DEFAULT_LIMITS: Limits = {
-  maxBodyBytes: 32 * 1024 * 1024,
-  maxEventBytes: 8 * 1024 * 1024,
-  maxRequestBytes: 1024 * 1024,
-};
 
 // One installation per thread (each worker has its own globals), even when the preload is loaded
 // twice, say once by --import and once through NODE_OPTIONS, or from two copies of the package:
@@ -37,7 +31,8 @@ export function install(options: InstallOptions = {}): Uninstall {
   // register.ts passes a whole configuration; the environment is read only for what is missing.
   const config: Config = isWholeConfig(given) ? given : { ...configFromEnv(), ...given };
   const reporter = stderrReporter();
-  for (const warning of options.warnings ?? []) reporter.warn(warning);
+  const warn = (message: string): void => reporter.warn(message);
+  for (const warning of options.warnings ?? []) warn(warning);
   if (config.disabled || global[INSTALLED]) return () => {};
   global[INSTALLED] = true;
 
@@ -46,58 +41,35 @@ export function install(options: InstallOptions = {}): Uninstall {
   const previousLogEnv = process.env[ENV.log];
   process.env[ENV.log] = config.logPath;
 
-  const log = new CsvLog(config.logPath, {
-    warn: (message) => reporter.warn(message),
+  const csv = new CsvLog(config.logPath, {
+    warn,
     ...(config.verbose ? { onWritten: (rows, logPath) => printRows(reporter, rows, logPath) } : {}),
   });
-  const openStreams = new Set<ObservedCall>();
-  const deps: CallDeps = {
-    record: (usage) => log.append(usage),
-    warn: (message) => reporter.warn(message),
-    limits: DEFAULT_LIMITS,
-    openStreams,
-  };
-  const hosts = new HostMatcher(config.extraHosts);
-  const reportInternalError = (error: unknown) =>
-    reporter.warn(`internal error, please report it: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+  const pipeline = createPipeline({ sinks: [csv], extraHosts: config.extraHosts, warn });
+  const reportInternalError = internalErrorReporter(warn);
+  const untaps = TAPS.map((tap) => tap(pipeline.observe, reportInternalError));
 
-  const observe: ObserverFactory = (origin, path, method) => {
-    const endpoint = matchRequest(hosts, origin, path, method);
-    if (endpoint === undefined) return undefined;
-    return new ObservedCall(endpoint, () => `${method} ${origin}${pathWithoutQuery(path)}`, deps);
-  };
-  // Two separate HTTP stacks, so no call is seen by both: undici (fetch) and node:http.
-  const untapUndici = tapUndici(observe, reportInternalError);
-  const untapNodeHttp = tapNodeHttp(observe, reportInternalError);
-
-  const onExit = (): void => {
-    try {
-      for (const call of openStreams) call.finishAtExit();
-      log.flush();
-    } catch (error) {
-      reportInternalError(error);
-    }
-  };
+  const onExit = (): void => pipeline.close();
   process.on("exit", onExit);
 
   let installed = true;
   return () => {
     if (!installed) return;
     installed = false;
-    untapUndici();
-    untapNodeHttp();
+    for (const untap of untaps) untap();
     process.off("exit", onExit);
-    log.close();
+    pipeline.close();
     if (previousLogEnv === undefined) delete process.env[ENV.log];
     else process.env[ENV.log] = previousLogEnv;
     delete global[INSTALLED];
   };
 }
 
-function printRows(reporter: Reporter, rows: readonly UsageRecord[], logPath: string): void {
-  for (const { model, counts } of rows) {
+function printRows(reporter: Reporter, rows: readonly UsageEvent[], logPath: string): void {
+  for (const row of rows) {
+    const { counts } = row;
     reporter.info(
-      `Model: ${model}, Prompt Tokens: ${counts.promptTokens}, Completion Tokens: ${counts.completionTokens}, Total Tokens: ${counts.totalTokens}`,
+      `Model: ${loggedModel(row)}, Prompt Tokens: ${counts.promptTokens}, Completion Tokens: ${counts.completionTokens}, Total Tokens: ${counts.totalTokens}`,
     );
     reporter.info(`Logged usage to ${logPath}`);
   }

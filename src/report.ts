@@ -31,3 +31,8 @@ function writeStderr(line: string): void {
     // stderr closed: nowhere left to report to.
   }
 }
+
+/** Reports a bug of ours (an exception where none was expected) as one warning, never as a throw. */
+export function internalErrorReporter(warn: (message: string) => void): (error: unknown) => void {
+  return (error) => warn(`internal error, please report it: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+}

@@ -251,10 +251,10 @@ describe('an existing log file of ours', () => {
 
 describe('a file that is not a usage log', () => {
   const cases: { name: string; content: string; says: string }[] = [
-    { name: 'a different header', content: `Time,Model,Prompt,Completion,Total\n2024-01-01,m,1,2,3\n`, says: 'column 1 is "Time" instead of "TimestampUTC"' },
-    { name: 'an extra column', content: `${HEADER},CostUSD\n${OLD_ROW},0.01\n`, says: 'with 6 columns instead of 5' },
-    { name: 'a JSON file', content: `{\n  "usage": []\n}\n`, says: 'column 1 is "{" instead of "TimestampUTC"' },
-    { name: 'a one-line JSON file without a newline', content: `{"TimestampUTC":1}`, says: 'column 1 is "{"TimestampUTC":1}"' },
+    { name: 'a different header', content: `Time,Model,Prompt,Completion,Total\n2024-01-01,m,1,2,3\n`, says: 'column 1 is "Time", expected TimestampUTC' },
+    { name: 'an extra column', content: `${HEADER},CostUSD\n${OLD_ROW},0.01\n`, says: 'has 6 columns, expected exactly 5' },
+    { name: 'a JSON file', content: `{\n  "usage": []\n}\n`, says: 'column 1 is "{", expected TimestampUTC' },
+    { name: 'a one-line JSON file without a newline', content: `{"TimestampUTC":1}`, says: 'column 1 is "{\\"TimestampUTC\\":1}"' },
   ];
   for (const c of cases) {
     it(`${c.name}: never touched, exactly one warning naming it, app unchanged`, async (t) => {

@@ -2,8 +2,8 @@
  * Sums rows into groups (by model, UTC day or UTC hour) and prices them. Pure; memory grows with
  * the number of groups and models, never with the number of rows.
  */
-import { daysFromCivil, daysInMonth } from "./log-format.js";
-import type { LogRow } from "./log-format.js";
+import { daysFromCivil, daysInMonth } from "../log/check.js";
+import type { LogRow } from "../log/check.js";
 import { costUsd } from "./prices.js";
 import type { PriceBook, Resolution } from "./prices.js";
 

@@ -7,8 +7,8 @@ import type { FileHandle } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import { parse } from "csv-parse";
 import type { CsvError } from "csv-parse";
-import { checkHeader, checkRow, sniffFormat } from "./log-format.js";
-import type { LogRow } from "./log-format.js";
+import { checkHeader, checkRow, sniffFormat } from "../log/check.js";
+import type { LogRow } from "../log/check.js";
 
 export type Severity = "error" | "warning";
 

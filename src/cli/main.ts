@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { EXIT, EXIT_CODES_HELP, HelpRequested, PROGRAM, UsageError, write } from "./common.js";
 import type { Command, Context } from "./common.js";
-import { HEADER_LINE } from "./log-format.js";
+import { HEADER_LINE } from "../log/check.js";
 import { mergeCommand } from "./merge.js";
 import { reportCommand } from "./report.js";
 import { runCommand } from "./run.js";

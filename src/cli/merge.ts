@@ -8,8 +8,8 @@ import { finished } from "node:stream/promises";
 import { DEFAULT_MAX_PROBLEMS, EXIT, EXIT_CODES_HELP, PROGRAM, UsageError, parseCountOption, parseOptions, resolveFiles, styleFor, warn, write } from "./common.js";
 import type { Command } from "./common.js";
 import { formatInt, printable } from "./format.js";
-import { HEADER_LINE, csvLine, parseTimestamp } from "./log-format.js";
-import type { LogRow } from "./log-format.js";
+import { HEADER_LINE, csvLine, parseTimestamp } from "../log/check.js";
+import type { LogRow } from "../log/check.js";
 import { readLog } from "./log-reader.js";
 import { formatProblem } from "./validate.js";
 

@@ -3,7 +3,7 @@ import { DEFAULT_MAX_PROBLEMS, EXIT, EXIT_CODES_HELP, PROGRAM, defaultLogFile, p
 import type { Command } from "./common.js";
 import { formatInt, printable } from "./format.js";
 import type { Style } from "./format.js";
-import { HEADER_LINE } from "./log-format.js";
+import { HEADER_LINE } from "../log/check.js";
 import { readLog } from "./log-reader.js";
 import type { FileResult, Problem } from "./log-reader.js";
 

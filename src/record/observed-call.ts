@@ -1,14 +1,10 @@
-import type { Endpoint } from "../endpoints.js";
+import type { Endpoint, MatchedCall } from "../endpoints.js";
 import type { ExchangeObserver, ResponseHead } from "../taps/exchange.js";
-import { BodyTooLargeError, decodeBody, parseContentEncoding, type Coding } from "../usage/decode.js";
-import type { Extraction, UsageCounts } from "../usage/counts.js";
-import { extractFromJson, modelFromRequestBody } from "../usage/json.js";
-import { SseUsageExtractor, extractFromSse } from "../usage/sse.js";
-
-export interface UsageRecord {
-  readonly model: string;
-  readonly counts: UsageCounts;
-}
+import { BodyTooLargeError, decodeBody, parseContentEncoding, type Coding } from "../decode/content-encoding.js";
+import type { Extraction } from "../extract/counts.js";
+import { extractFromJson, modelFromRequestBody } from "../extract/json.js";
+import { SseUsageExtractor, extractFromSse } from "../extract/sse.js";
+import type { CallUsage } from "./usage-event.js";
 
 export interface Limits {
   /** Largest response body kept for parsing (JSON, or a compressed stream), raw or decoded. */
@@ -20,15 +16,12 @@ export interface Limits {
 }
 
 export interface CallDeps {
-  record(usage: UsageRecord): void;
+  record(usage: CallUsage): void;
   warn(message: string): void;
   readonly limits: Limits;
   /** Compressed streams still open; they are finished from what has arrived when the process exits. */
   readonly openStreams: Set<ObservedCall>;
 }
-
-/** Used when neither the response nor the request names a model (speech and conversations can do that). */
-export const UNKNOWN_MODEL = "unknown";
 
 type BodyKind = "json" | "sse" | "sniff";
 
@@ -42,6 +35,7 @@ type BodyKind = "json" | "sse" | "sniff";
  * decoding synchronously at those points is never later than the app itself sees the bytes.
  */
 export class ObservedCall implements ExchangeObserver {
+  readonly #call: MatchedCall;
   readonly #endpoint: Endpoint;
   /** Names the call in warnings; built only when there is one to give. */
   readonly #describe: () => string;
@@ -56,7 +50,9 @@ export class ObservedCall implements ExchangeObserver {
   #requestChunks: Buffer[] | undefined;
   #requestSize = 0;
 
-  constructor(endpoint: Endpoint, describe: () => string, deps: CallDeps) {
+  constructor(call: MatchedCall, describe: () => string, deps: CallDeps) {
+    this.#call = call;
+    const endpoint = call.endpoint;
     this.#endpoint = endpoint;
     this.#describe = describe;
     this.#deps = deps;
@@ -187,7 +183,10 @@ export class ObservedCall implements ExchangeObserver {
     switch (extraction.kind) {
       case "usage":
         this.#deps.record({
-          model: extraction.model ?? this.#requestModel() ?? UNKNOWN_MODEL,
+          endpoint: this.#endpoint.kind,
+          server: this.#call.server,
+          requestModel: this.#requestModel(),
+          responseModel: extraction.model,
           counts: extraction.counts,
         });
         return true;

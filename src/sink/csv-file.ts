@@ -1,12 +1,14 @@
 import type Fs from "node:fs";
 import path from "node:path";
-import { HEADER_FIELDS, HEADER_LINE, MicrosecondClock, formatRows, type UsageRow } from "./csv-row.js";
-import type { UsageRecord } from "../record/observed-call.js";
+import { checkHeader } from "../log/check.js";
+import { HEADER_LINE, formatRows } from "../log/format.js";
+import type { UsageEvent } from "../record/usage-event.js";
+import type { UsageSink } from "./sink.js";
 
 export interface CsvLogOptions {
   warn(message: string): void;
   /** Called after rows reach the file, for MISTRAL_USAGE_VERBOSE. */
-  onWritten?(rows: readonly UsageRow[], logPath: string): void;
+  onWritten?(rows: readonly UsageEvent[], logPath: string): void;
 }
 
 // Not `import fs from "node:fs"`: an ES module import of node:fs builds its namespace, whose
@@ -30,11 +32,10 @@ const STALE_LOCK_MS = 10_000;
  * a new file appears atomically with its header already in it (written to a temporary file, then
  * hard-linked into place, which fails if another process got there first).
  */
-export class CsvLog {
+export class CsvLog implements UsageSink {
   readonly path: string;
   readonly #options: CsvLogOptions;
-  readonly #clock = new MicrosecondClock();
-  #pending: UsageRow[] = [];
+  #pending: UsageEvent[] = [];
   #flushScheduled = false;
   #fd: number | undefined;
   #inode: { dev: number; ino: number } | undefined;
@@ -46,8 +47,8 @@ export class CsvLog {
     this.#options = options;
   }
 
-  append(record: UsageRecord): void {
-    this.#pending.push({ model: record.model, counts: record.counts, epochMicros: this.#clock.nowMicros() });
+  append(event: UsageEvent): void {
+    this.#pending.push(event);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       process.nextTick(this.#flushNow);
@@ -125,8 +126,8 @@ export class CsvLog {
         this.#refused = true;
         this.#close();
         this.#options.warn(
-          `${this.path} is not a usage log, so it is left untouched and usage is not logged: ${state.difference}. ` +
-            `Move it away or set MISTRAL_USAGE_LOG to another file.`,
+          `${this.path}: ${state.difference}. It is not a usage log, so it is left untouched and usage is not logged: ` +
+            `move it away or set MISTRAL_USAGE_LOG to another file.`,
         );
         return undefined;
       }
@@ -180,7 +181,7 @@ export class CsvLog {
 type FileState =
   | { kind: "empty" }
   | { kind: "ours"; needsNewline: boolean; inode: { dev: number; ino: number } }
-  | { kind: "foreign"; difference: string };
+  | { kind: "foreign"; /** What is wrong with the first line, as `mistral-usage validate` says it. */ difference: string };
 
 /** Reads the first line (and last byte) of an open log. */
 function inspect(fd: number): FileState {
@@ -191,25 +192,12 @@ function inspect(fd: number): FileState {
   let text = head.subarray(0, read).toString("utf8");
   const newline = text.indexOf("\n");
   if (newline !== -1) text = text.slice(0, newline);
-  else if (size > read) return { kind: "foreign", difference: "its first line is longer than 4096 bytes" };
+  else if (size > read) return { kind: "foreign", difference: "the first line is longer than 4096 bytes" };
   const firstLine = text.replace(/^\uFEFF/, "").replace(/\r$/, "");
-  if (firstLine !== HEADER_LINE) return { kind: "foreign", difference: describeHeaderDifference(firstLine) };
+  if (firstLine !== HEADER_LINE) return { kind: "foreign", difference: checkHeader(firstLine.split(",")) ?? "the header is quoted" };
   const last = Buffer.alloc(1);
   fs.readSync(fd, last, 0, 1, size - 1);
   return { kind: "ours", needsNewline: last[0] !== 0x0a, inode: { dev, ino } };
-}
-
-/** Says how a first line differs from the mandatory header, column by column. Pure. */
-export function describeHeaderDifference(firstLine: string): string {
-  const shown = firstLine.length > 120 ? `${firstLine.slice(0, 117)}...` : firstLine;
-  const found = firstLine.split(",");
-  for (let i = 0; i < HEADER_FIELDS.length; i++) {
-    if (found[i] !== HEADER_FIELDS[i]) {
-      const what = found[i] === undefined ? "is missing" : `is "${found[i]}"`;
-      return `its first line is "${shown}", where column ${i + 1} ${what} instead of "${HEADER_FIELDS[i]}" (expected header: ${HEADER_LINE})`;
-    }
-  }
-  return `its first line is "${shown}", with ${found.length} columns instead of ${HEADER_FIELDS.length} (expected header: ${HEADER_LINE})`;
 }
 
 function writeAll(fd: number, data: string | Buffer): void {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { UsageAggregator, groupKey, parseTimeBound, timeFilter } from "../../src/cli/aggregate.js";
-import type { LogRow } from "../../src/cli/log-format.js";
-import { parseTimestamp } from "../../src/cli/log-format.js";
+import type { LogRow } from "../../src/log/check.js";
+import { parseTimestamp } from "../../src/log/check.js";
 import { PriceBook } from "../../src/cli/prices.js";
 import { BUILTIN_PRICES } from "../../src/cli/prices-data.js";
 

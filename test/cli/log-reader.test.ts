@@ -6,7 +6,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { readLog } from "../../src/cli/log-reader.js";
 import type { FileResult, InvalidRecord, Problem } from "../../src/cli/log-reader.js";
-import type { LogRow } from "../../src/cli/log-format.js";
+import type { LogRow } from "../../src/log/check.js";
 import { HEADER, tmp } from "./cli-helpers.js";
 
 interface Read {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { Extraction } from "../../src/usage/counts.js";
-import { extractFromJson, modelFromRequestBody } from "../../src/usage/json.js";
+import type { Extraction } from "../../../src/extract/counts.js";
+import { extractFromJson, modelFromRequestBody } from "../../../src/extract/json.js";
 import {
   BINARY_GARBAGE,
   CHAT_JSON,
@@ -15,7 +15,7 @@ import {
   SPEECH_JSON,
   SPEECH_REQUEST,
   TRANSCRIPTION_JSON,
-} from "./fixtures.js";
+} from "../fixtures.js";
 
 function usage(model: string | undefined, promptTokens: number, completionTokens: number, totalTokens: number): Extraction {
   return { kind: "usage", counts: { promptTokens, completionTokens, totalTokens }, model };

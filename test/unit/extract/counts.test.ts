@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { malformed, modelOf, NO_USAGE, readUsage, type Extraction } from "../../src/usage/counts.js";
+import { malformed, modelOf, NO_USAGE, readUsage, type Extraction } from "../../../src/extract/counts.js";
 
 function counts(extraction: Extraction) {
   assert.equal(extraction.kind, "usage", `expected usage, got ${JSON.stringify(extraction)}`);

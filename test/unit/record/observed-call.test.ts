@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import zlib from "node:zlib";
-import { endpointForPath, type Endpoint } from "../../src/endpoints.js";
-import { ObservedCall, UNKNOWN_MODEL, type CallDeps, type Limits, type UsageRecord } from "../../src/record/observed-call.js";
-import type { ResponseHead } from "../../src/taps/exchange.js";
+import { endpointForPath, type Endpoint } from "../../../src/endpoints.js";
+import { ObservedCall, type CallDeps, type Limits } from "../../../src/record/observed-call.js";
+import { loggedModel, UNKNOWN_MODEL } from "../../../src/record/usage-event.js";
+import type { UsageCounts } from "../../../src/extract/counts.js";
+import type { ResponseHead } from "../../../src/taps/exchange.js";
 import {
   BINARY_GARBAGE,
   CHAT_JSON,
@@ -34,7 +36,7 @@ import {
   TRANSCRIPTION_SSE,
   TRANSCRIPTION_USAGE,
   utf8,
-} from "./fixtures.js";
+} from "../fixtures.js";
 
 // --- harness --------------------------------------------------------------------------------------
 
@@ -50,6 +52,12 @@ interface Harness {
   readonly openStreams: Set<ObservedCall>;
 }
 
+/** What these tests compare: the CSV's model and the counts of each recorded call. */
+interface UsageRecord {
+  readonly model: string;
+  readonly counts: UsageCounts;
+}
+
 function endpoint(path: string): Endpoint {
   const found = endpointForPath(path);
   assert.ok(found, `no endpoint for ${path}`);
@@ -62,12 +70,12 @@ function observe(path = "/v1/chat/completions", limits: Partial<Limits> = {}): H
   const warnings: string[] = [];
   const openStreams = new Set<ObservedCall>();
   const deps: CallDeps = {
-    record: (usage) => records.push(usage),
+    record: (usage) => records.push({ model: loggedModel(usage), counts: usage.counts }),
     warn: (message) => warnings.push(message),
     limits: { ...LIMITS, ...limits },
     openStreams,
   };
-  return { call: new ObservedCall(endpoint(path), () => `POST ${path}`, deps), records, warnings, openStreams };
+  return { call: new ObservedCall({ endpoint: endpoint(path), server: { address: "api.mistral.ai", port: 443 } }, () => `POST ${path}`, deps), records, warnings, openStreams };
 }
 
 function head(contentType: string | undefined, contentEncoding?: string, status = 200): ResponseHead {

@@ -1,16 +1,21 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { UsageRow } from "../../src/sink/csv-row.js";
-
-import { HEADER_FIELDS, HEADER_LINE, MicrosecondClock, formatRows, formatTimestamp, guardFormula } from "../../src/sink/csv-row.js";
-import { describeHeaderDifference } from "../../src/sink/csv-file.js";
+import { HEADER_FIELDS, HEADER_LINE, formatRows, formatTimestamp, guardFormula } from "../../../src/log/format.js";
+import type { UsageEvent } from "../../../src/record/usage-event.js";
 
 // --- helpers --------------------------------------------------------------------------------------
 
 const T = Date.UTC(2026, 10, 24, 10, 30, 1, 123) * 1000 + 456; // 2026-11-24T10:30:01.123456Z
 
-function row(model: string, prompt = 19, completion = 2, total = 21, epochMicros = T): UsageRow {
-  return { epochMicros, model, counts: { promptTokens: prompt, completionTokens: completion, totalTokens: total } };
+function row(model: string, prompt = 19, completion = 2, total = 21, epochMicros = T): UsageEvent {
+  return {
+    epochMicros,
+    endpoint: "chat",
+    server: { address: "api.mistral.ai", port: 443 },
+    requestModel: undefined,
+    responseModel: model,
+    counts: { promptTokens: prompt, completionTokens: completion, totalTokens: total },
+  };
 }
 
 /**
@@ -207,93 +212,5 @@ describe("formatTimestamp", () => {
     const text = formatTimestamp(micros);
     assert.match(text, TIMESTAMP);
     assert.equal(parseTimestamp(text), micros);
-  });
-});
-
-describe("MicrosecondClock", () => {
-  test("gives integer microseconds that format to the mandatory form", () => {
-    const clock = new MicrosecondClock();
-    const micros = clock.nowMicros();
-    assert.ok(Number.isSafeInteger(micros));
-    assert.match(formatTimestamp(micros), TIMESTAMP);
-  });
-
-  test("stays within 2 ms of Date.now()", () => {
-    const clock = new MicrosecondClock();
-    for (let i = 0; i < 10_000; i++) {
-      const before = Date.now();
-      const millis = clock.nowMicros() / 1000;
-      const after = Date.now();
-      assert.ok(millis >= before - 2 && millis <= after + 2, `${millis} not within 2 ms of [${before}, ${after}]`);
-    }
-  });
-
-  test("re-anchors when the monotonic clock lags the wall clock by more than a clock step", (t) => {
-    const wall = 1_800_000_000_000;
-    t.mock.method(Date, "now", () => wall);
-    t.mock.method(performance, "now", () => wall - 50 - performance.timeOrigin);
-    assert.equal(new MicrosecondClock().nowMicros(), wall * 1000);
-  });
-
-  test("keeps the sub-millisecond digits when the two clocks disagree by jitter only", (t) => {
-    const wall = 1_800_000_000_000;
-    t.mock.method(Date, "now", () => wall);
-    t.mock.method(performance, "now", () => wall - 5 + 0.123456 - performance.timeOrigin);
-    assert.equal(new MicrosecondClock().nowMicros(), (wall - 5) * 1000 + 123);
-  });
-
-  test(
-    "never goes backwards when the monotonic clock runs ahead of Date.now()",
-    (t) => {
-      const wall = 1_800_000_000_000;
-      const monotonic = [wall + 0.5, wall + 1.2]; // Date.now() has not ticked yet
-      t.mock.method(Date, "now", () => wall);
-      t.mock.method(performance, "now", () => monotonic.shift()! - performance.timeOrigin);
-      const clock = new MicrosecondClock();
-      const first = clock.nowMicros(); // ≈ wall + 500 µs
-      const second = clock.nowMicros(); // re-anchored to wall: 500 µs earlier
-      assert.ok(second >= first, `${second} < ${first}`);
-    },
-  );
-
-  test(
-    "is non-decreasing over many calls (real clocks)",
-    () => {
-      const clock = new MicrosecondClock();
-      let previous = clock.nowMicros();
-      for (let i = 0; i < 500_000; i++) {
-        const now = clock.nowMicros();
-        assert.ok(now >= previous, `call ${i}: ${now} < ${previous}`);
-        previous = now;
-      }
-    },
-  );
-});
-
-describe("describeHeaderDifference", () => {
-  const cases: Array<[string, string, RegExp]> = [
-    ["a missing column", "TimestampUTC,Model,PromptTokens,CompletionTokens", /column 5 is missing instead of "TotalTokens"/],
-    ["a renamed column", "Timestamp,Model,PromptTokens,CompletionTokens,TotalTokens", /column 1 is "Timestamp" instead of "TimestampUTC"/],
-    ["swapped columns", "TimestampUTC,Model,CompletionTokens,PromptTokens,TotalTokens", /column 3 is "CompletionTokens" instead of "PromptTokens"/],
-    ["a different case", "timestamputc,model,prompttokens,completiontokens,totaltokens", /column 1 is "timestamputc"/],
-    ["an extra column", "TimestampUTC,Model,PromptTokens,CompletionTokens,TotalTokens,Cost", /with 6 columns instead of 5/],
-    ["a data row instead of a header", "2023-10-27T10:30:01.123456+00:00,mistral-small-latest,15,8,23", /column 1 is "2023-10-27T10:30:01\.123456\+00:00"/],
-    ["an empty line", "", /column 1 is "" instead of "TimestampUTC"/],
-    ["semicolons", "TimestampUTC;Model;PromptTokens;CompletionTokens;TotalTokens", /column 1 is "TimestampUTC;Model;/],
-  ];
-  for (const [name, line, expected] of cases) {
-    test(name, () => {
-      const text = describeHeaderDifference(line);
-      assert.match(text, expected);
-      assert.ok(text.includes(`(expected header: ${HEADER_LINE})`), text);
-      assert.ok(text.startsWith(`its first line is "${line.slice(0, 117)}`), text);
-    });
-  }
-
-  test("a long first line is shortened to 117 characters and an ellipsis", () => {
-    const line = `Model,${"x".repeat(300)}`;
-    const text = describeHeaderDifference(line);
-    assert.ok(text.startsWith(`its first line is "${line.slice(0, 117)}...", where column 1 is "Model"`), text);
-    assert.ok(!text.includes("x".repeat(200)));
   });
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { Extraction } from "../../src/usage/counts.js";
-import { extractFromSse, mayMatter, SseUsageExtractor } from "../../src/usage/sse.js";
+import type { Extraction } from "../../../src/extract/counts.js";
+import { extractFromSse, mayMatter, SseUsageExtractor } from "../../../src/extract/sse.js";
 import {
   BINARY_GARBAGE,
   CHAT_JSON,
@@ -21,7 +21,7 @@ import {
   TRANSCRIPTION_SSE_EVENTS,
   TRANSCRIPTION_USAGE,
   utf8,
-} from "./fixtures.js";
+} from "../fixtures.js";
 
 const MAX_EVENT = 64 * 1024;
 

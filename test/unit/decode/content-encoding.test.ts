@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import zlib from "node:zlib";
-import { BodyTooLargeError, decodeBody, parseContentEncoding, type Coding } from "../../src/usage/decode.js";
-import { BINARY_GARBAGE, CHAT_JSON, CHAT_SSE_UNICODE_EVENTS, COMPRESS, CONVERSATION_SSE, hasZstd, sseStream, utf8 } from "./fixtures.js";
+import { BodyTooLargeError, decodeBody, parseContentEncoding, type Coding } from "../../../src/decode/content-encoding.js";
+import { BINARY_GARBAGE, CHAT_JSON, CHAT_SSE_UNICODE_EVENTS, COMPRESS, CONVERSATION_SSE, hasZstd, sseStream, utf8 } from "../fixtures.js";
 
 const skipZstd = hasZstd ? false : "this Node has no zlib.zstdCompressSync";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { HEADER_FIELDS, HEADER_LINE } from "../../src/sink/csv-row.js";
-import { formatTimestamp } from "../../src/sink/csv-row.js";
-import { checkHeader, checkRow, csvLine, daysFromCivil, display, formatMicros, parseCount, parseTimestamp, sniffFormat } from "../../src/cli/log-format.js";
+import { HEADER_FIELDS, HEADER_LINE } from "../../../src/log/format.js";
+import { formatTimestamp } from "../../../src/log/format.js";
+import { checkHeader, checkRow, csvLine, daysFromCivil, display, formatMicros, parseCount, parseTimestamp, sniffFormat } from "../../../src/log/check.js";
 
 const enc = (s: string): Buffer => Buffer.from(s, "utf8");
 

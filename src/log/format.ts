@@ -1,14 +1,9 @@
 import { createRequire } from "node:module";
-import type { UsageRecord } from "../record/observed-call.js";
+import { loggedModel, type UsageEvent } from "../record/usage-event.js";
 
 /** The mandatory columns, in the mandatory order. */
 export const HEADER_FIELDS = ["TimestampUTC", "Model", "PromptTokens", "CompletionTokens", "TotalTokens"] as const;
 export const HEADER_LINE = HEADER_FIELDS.join(",");
-
-export interface UsageRow extends UsageRecord {
-  /** When the usage was logged, in microseconds since the Unix epoch. */
-  readonly epochMicros: number;
-}
 
 // csv-writer publishes its TypeScript sources as its types, which do not compile under this
 // project's strict ESM settings; it is loaded as the CommonJS module it is, typed by what we use,
@@ -34,11 +29,11 @@ export function csvField(value: string): string {
 }
 
 /** Formats rows as CSV lines, each ending in "\n". Only the model can need quoting. */
-export function formatRows(rows: readonly UsageRow[]): string {
+export function formatRows(rows: readonly UsageEvent[]): string {
   let text = "";
   for (const row of rows) {
     const { promptTokens, completionTokens, totalTokens } = row.counts;
-    text += `${formatTimestamp(row.epochMicros)},${modelField(row.model)},${promptTokens},${completionTokens},${totalTokens}\n`;
+    text += `${formatTimestamp(row.epochMicros)},${modelField(loggedModel(row))},${promptTokens},${completionTokens},${totalTokens}\n`;
   }
   return text;
 }
@@ -78,33 +73,3 @@ export function formatTimestamp(epochMicros: number): string {
 // Rows come in bursts within the same second: the date part is formatted once per second.
 let cachedSecond = Number.NaN;
 let cachedPrefix = "";
-
-/**
- * Wall-clock time with microseconds. `Date` has milliseconds only; the sub-millisecond part comes
- * from the monotonic clock (`performance.timeOrigin + performance.now()`). The two are re-anchored
- * only when they disagree by more than a clock step would explain (NTP steps, suspend), and small
- * disagreements never make the time go backwards, so rows logged in order keep their order.
- */
-export class MicrosecondClock {
-  static readonly #STEP_MILLIS = 20;
-  // Read on first use: the global `performance` loads node:perf_hooks, 1 ms of start-up.
-  #offsetMillis: number | undefined;
-  #lastMicros = 0;
-
-  nowMicros(): number {
-    const wall = Date.now();
-    this.#offsetMillis ??= performance.timeOrigin;
-    let precise = performance.now() + this.#offsetMillis;
-    if (Math.abs(precise - wall) > MicrosecondClock.#STEP_MILLIS) {
-      this.#offsetMillis = wall - performance.now();
-      precise = wall;
-    }
-    let micros = Math.floor(precise * 1000);
-    // A backward step smaller than the tolerance is jitter between the two clocks, not a clock change.
-    if (micros < this.#lastMicros && this.#lastMicros - micros <= MicrosecondClock.#STEP_MILLIS * 1000) {
-      micros = this.#lastMicros;
-    }
-    this.#lastMicros = micros;
-    return micros;
-  }
-}

@@ -2,7 +2,7 @@
  * The mandatory log format, as pure checks: the first bytes of a file, the header, one row.
  * No I/O; `log-reader.ts` streams a file through these.
  */
-import { HEADER_FIELDS, HEADER_LINE, csvField } from "../sink/csv-row.js";
+import { HEADER_FIELDS, HEADER_LINE, csvField } from "./format.js";
 
 export { HEADER_FIELDS, HEADER_LINE };
 
@@ -243,7 +243,7 @@ export function checkRow(fields: readonly string[]): RowCheck {
 }
 
 /** Formats the instant of `micros` the way the preload writes it: the preload's own formatter. */
-export { formatTimestamp as formatMicros } from "../sink/csv-row.js";
+export { formatTimestamp as formatMicros } from "./format.js";
 
 /**
  * A value quoted for a message: JSON string syntax, so control characters, quotes and terminal

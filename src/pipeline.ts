@@ -1,0 +1,87 @@
+import { HostMatcher, matchCall, pathWithoutQuery } from "./endpoints.js";
+import { MicrosecondClock } from "./record/clock.js";
+import { ObservedCall, type CallDeps, type Limits } from "./record/observed-call.js";
+import type { CallUsage, UsageEvent } from "./record/usage-event.js";
+import { internalErrorReporter } from "./report.js";
+import { fanOut, type UsageSink } from "./sink/sink.js";
+import type { ObserverFactory } from "./taps/exchange.js";
+
+export const DEFAULT_LIMITS: Limits = {
+  maxBodyBytes: 32 * 1024 * 1024,
+  maxEventBytes: 8 * 1024 * 1024,
+  maxRequestBytes: 1024 * 1024,
+};
+
+export interface PipelineOptions {
+  /** Where usage events go, in this order. */
+  readonly sinks: readonly UsageSink[];
+  /** Hosts that count as the Mistral API besides `mistral.ai` and `*.mistral.ai` (`MISTRAL_USAGE_HOSTS`). */
+  readonly extraHosts?: readonly string[];
+  readonly limits?: Limits;
+  /** One line per problem; the caller decides where it goes (the preload: stderr, deduplicated). */
+  readonly warn: (message: string) => void;
+  /** The time of an event, in microseconds since the Unix epoch. */
+  readonly nowMicros?: () => number;
+}
+
+/**
+ * The chain every usage row goes through: a tap's exchange → ObservedCall (decode, extract) → one
+ * timestamped event → the sinks. It touches nothing global: the preload's `install()` feeds it from
+ * Node's diagnostics channels, the proxy from the bytes it forwards.
+ */
+export interface Pipeline {
+  /** Called by a tap once per request; returns undefined for requests that are not usage-bearing Mistral calls. */
+  readonly observe: ObserverFactory;
+  /** Writes what the sinks hold, synchronously. */
+  flush(): void;
+  /**
+   * Records what the calls still open have already received (compressed streams are decoded at
+   * their end), then flushes and closes the sinks. The exit path: synchronous, never throws.
+   */
+  close(): void;
+}
+
+export function createPipeline(options: PipelineOptions): Pipeline {
+  const { warn } = options;
+  const reportInternalError = internalErrorReporter(warn);
+  const sink = fanOut(options.sinks, reportInternalError);
+  const clock = options.nowMicros === undefined ? new MicrosecondClock() : undefined;
+  const nowMicros = options.nowMicros ?? (() => clock!.nowMicros());
+  const hosts = new HostMatcher(options.extraHosts ?? []);
+  const openStreams = new Set<ObservedCall>();
+  const deps: CallDeps = {
+    record: (usage: CallUsage) => {
+      const event: UsageEvent = {
+        epochMicros: nowMicros(),
+        endpoint: usage.endpoint,
+        server: usage.server,
+        requestModel: usage.requestModel,
+        responseModel: usage.responseModel,
+        counts: usage.counts,
+      };
+      sink.append(event);
+    },
+    warn,
+    limits: options.limits ?? DEFAULT_LIMITS,
+    openStreams,
+  };
+
+  const observe: ObserverFactory = (origin, path, method) => {
+    const call = matchCall(hosts, origin, path, method);
+    if (call === undefined) return undefined;
+    return new ObservedCall(call, () => `${method} ${origin}${pathWithoutQuery(path)}`, deps);
+  };
+
+  return {
+    observe,
+    flush: () => sink.flush(),
+    close: () => {
+      try {
+        for (const call of openStreams) call.finishAtExit();
+      } catch (error) {
+        reportInternalError(error);
+      }
+      sink.close();
+    },
+  };
+}
