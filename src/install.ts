@@ -1,8 +1,7 @@
 import { configFromEnv, ENV, type Config } from "./config.js";
 import { createPipeline } from "./pipeline.js";
-import { loggedModel, type UsageEvent } from "./record/usage-event.js";
-import { internalErrorReporter, stderrReporter, type Reporter } from "./report.js";
-import { CsvLog } from "./sink/csv-file.js";
+import { internalErrorReporter, stderrReporter } from "./report.js";
+import { sinksFromConfig } from "./sink/from-config.js";
 import { TAPS } from "./taps/index.js";
 
 export { DEFAULT_LIMITS } from "./pipeline.js";
@@ -41,11 +40,7 @@ export function install(options: InstallOptions = {}): Uninstall {
   const previousLogEnv = process.env[ENV.log];
   process.env[ENV.log] = config.logPath;
 
-  const csv = new CsvLog(config.logPath, {
-    warn,
-    ...(config.verbose ? { onWritten: (rows, logPath) => printRows(reporter, rows, logPath) } : {}),
-  });
-  const pipeline = createPipeline({ sinks: [csv], extraHosts: config.extraHosts, warn });
+  const pipeline = createPipeline({ sinks: sinksFromConfig(config, reporter), extraHosts: config.extraHosts, warn });
   const reportInternalError = internalErrorReporter(warn);
   const untaps = TAPS.map((tap) => tap(pipeline.observe, reportInternalError));
 
@@ -63,16 +58,6 @@ export function install(options: InstallOptions = {}): Uninstall {
     else process.env[ENV.log] = previousLogEnv;
     delete global[INSTALLED];
   };
-}
-
-function printRows(reporter: Reporter, rows: readonly UsageEvent[], logPath: string): void {
-  for (const row of rows) {
-    const { counts } = row;
-    reporter.info(
-      `Model: ${loggedModel(row)}, Prompt Tokens: ${counts.promptTokens}, Completion Tokens: ${counts.completionTokens}, Total Tokens: ${counts.totalTokens}`,
-    );
-    reporter.info(`Logged usage to ${logPath}`);
-  }
 }
 
 function isWholeConfig(options: Partial<Config>): options is Config {

@@ -1,0 +1,29 @@
+import type { Config } from "../config.js";
+import { loggedModel, type UsageEvent } from "../record/usage-event.js";
+import type { Reporter } from "../report.js";
+import { CsvLog } from "./csv-file.js";
+import type { UsageSink } from "./sink.js";
+
+/**
+ * The sinks a configuration asks for, in the order events reach them: the CSV log always. Shared by
+ * every entry point (the preload's `install()`, the proxy), so they all write the same things.
+ */
+export function sinksFromConfig(config: Config, reporter: Reporter): UsageSink[] {
+  const warn = (message: string): void => reporter.warn(message);
+  const csv = new CsvLog(config.logPath, {
+    warn,
+    ...(config.verbose ? { onWritten: (rows, logPath) => printRows(reporter, rows, logPath) } : {}),
+  });
+  return [csv];
+}
+
+/** MISTRAL_USAGE_VERBOSE: each row as the guide's hand-written logger prints it. */
+function printRows(reporter: Reporter, rows: readonly UsageEvent[], logPath: string): void {
+  for (const row of rows) {
+    const { counts } = row;
+    reporter.info(
+      `Model: ${loggedModel(row)}, Prompt Tokens: ${counts.promptTokens}, Completion Tokens: ${counts.completionTokens}, Total Tokens: ${counts.totalTokens}`,
+    );
+    reporter.info(`Logged usage to ${logPath}`);
+  }
+}
