@@ -9,7 +9,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import type { MockMistral } from './support/mock-mistral.js';
-import { mockFor, ourLines, readLogRows, repoRoot, runApp, tempDirFor, type RunResult } from './support/run-app.js';
+import { pathToFileURL } from 'node:url';
+import { mockFor, ourLines, readLogRows, registerPath, repoRoot, runApp, runNode, tempDirFor, type RunResult } from './support/run-app.js';
 import { freePort, receiverMissing, startReceiver, type Receiver } from './support/victoria-metrics.js';
 
 const skip = receiverMissing();
@@ -264,5 +265,56 @@ describe('OpenTelemetry metrics, against a real receiver', { skip: skip ?? false
     assert.equal(refused, 1);
     assert.ok(passed >= 1);
     await assertReceiverMatchesCsv(receiver, s.logPath, 3);
+  });
+});
+
+describe('OpenTelemetry metrics: what the preload costs', () => {
+  it('dist/register.js holds only the config reader and the thin sink; the SDK is in dist/otlp-exporter.cjs', async () => {
+    const preload = await readFile(join(repoRoot, 'dist', 'register.js'), 'utf8');
+    const exporter = await readFile(join(repoRoot, 'dist', 'otlp-exporter.cjs'), 'utf8');
+    for (const sdkCode of ['MeterProvider', 'PeriodicExportingMetricReader', 'ExportMetricsServiceRequest', '@opentelemetry']) {
+      assert.ok(!preload.includes(sdkCode), `register.js has no ${sdkCode}`);
+    }
+    for (const sdkCode of ['PeriodicExportingMetricReader', 'gen_ai.client.inference.usage.input_tokens']) assert.ok(exporter.includes(sdkCode));
+  });
+
+  it('with MISTRAL_USAGE_OTLP=1, the preload still loads no Node module at start-up beyond diagnostics_channel', async (t) => {
+    const dir = await tempDirFor(t);
+    const print = 'console.log(process.moduleLoadList.join("\\n"))';
+    const env = { MISTRAL_USAGE_LOG: join(dir, 'usage.csv'), MISTRAL_USAGE_OTLP: '1', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' };
+    const loaded = async (preload: string[]) => {
+      const result = await runNode([...preload, '-e', print], { cwd: dir, env });
+      assert.equal(result.code, 0, result.stderr);
+      return new Set(result.stdout.trim().split('\n'));
+    };
+    const empty = join(dir, 'empty.mjs');
+    await writeFile(empty, '');
+    const without = await loaded(['--import', pathToFileURL(empty).href]);
+    const withPreload = await loaded(['--import', pathToFileURL(registerPath).href]);
+    assert.deepEqual([...withPreload].filter((name) => !without.has(name) && name !== 'NativeModule diagnostics_channel'), []);
+  });
+
+  it('the exporter thread starts at the first call only when the export is on (MISTRAL_USAGE_OTLP=1, OTEL_SDK_DISABLED not true)', async (t) => {
+    const dir = await tempDirFor(t);
+    const mock = await mockFor(t);
+    const source = `
+      let threads = 0;
+      process.on('worker', () => threads++);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      console.log('before the call: ' + threads);
+      ${callsApp(1)}
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      console.log('after the call: ' + threads);
+    `;
+    // Nothing listens on the port: the export fails at exit, which is not what this test is about.
+    const base = { MOCK: mock.url, MISTRAL_USAGE_LOG: join(dir, 'usage.csv'), MISTRAL_USAGE_HOSTS: mock.hostPort, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' };
+    const threadsWith = async (env: Record<string, string>) => {
+      const result = await runApp({ cwd: dir, preload: true, env: { ...base, ...env }, source });
+      assert.equal(result.code, 0, result.stderr);
+      return result.stdout.trim();
+    };
+    assert.equal(await threadsWith({}), 'before the call: 0\nafter the call: 0');
+    assert.equal(await threadsWith({ MISTRAL_USAGE_OTLP: '1', OTEL_SDK_DISABLED: 'true' }), 'before the call: 0\nafter the call: 0');
+    assert.equal(await threadsWith({ MISTRAL_USAGE_OTLP: '1' }), 'before the call: 0\nafter the call: 1');
   });
 });

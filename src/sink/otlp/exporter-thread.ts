@@ -19,7 +19,7 @@ import { CompressionAlgorithm } from "@opentelemetry/otlp-exporter-base";
 import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
 import { MeterProvider, PeriodicExportingMetricReader, type PushMetricExporter } from "@opentelemetry/sdk-metrics";
 import type { OtlpConfig } from "./config.js";
-import { callAttributes, METRIC, TOKEN_USAGE_BUCKETS } from "./instruments.js";
+import { callAttributes, METRIC, TOKEN_USAGE_BUCKETS, type Attributes } from "./instruments.js";
 import { SLOT, type FromExporter, type ToExporter, type WireEvent } from "./wire.js";
 
 export interface ExporterThreadData {
@@ -83,13 +83,32 @@ const tokenUsage = meter.createHistogram(METRIC.tokenUsage, {
   advice: { explicitBucketBoundaries: [...TOKEN_USAGE_BUCKETS] },
 });
 
+interface PointAttributes {
+  readonly counters: Attributes;
+  readonly input: Attributes;
+  readonly output: Attributes;
+}
+// Calls repeat the same few models and servers: their attribute sets are built once.
+const attributeCache = new Map<string, PointAttributes>();
+
 function record(event: WireEvent): void {
-  const attributes = callAttributes(event);
+  const key = `${event[0]}\0${event[1]}\0${event[2]}\0${event[3] ?? ""}\0${event[4] ?? "\0"}`;
+  let points = attributeCache.get(key);
+  if (points === undefined) {
+    const attributes = callAttributes(event);
+    points = {
+      counters: { ...attributes, "gen_ai.token.modality": "unknown" },
+      input: { ...attributes, "gen_ai.token.type": "input" },
+      output: { ...attributes, "gen_ai.token.type": "output" },
+    };
+    if (attributeCache.size >= 1000) attributeCache.clear();
+    attributeCache.set(key, points);
+  }
   const [, , , , , prompt, completion] = event;
-  inputTokens.add(prompt, { ...attributes, "gen_ai.token.modality": "unknown" });
-  outputTokens.add(completion, { ...attributes, "gen_ai.token.modality": "unknown" });
-  tokenUsage.record(prompt, { ...attributes, "gen_ai.token.type": "input" });
-  tokenUsage.record(completion, { ...attributes, "gen_ai.token.type": "output" });
+  inputTokens.add(prompt, points.counters);
+  outputTokens.add(completion, points.counters);
+  tokenUsage.record(prompt, points.input);
+  tokenUsage.record(completion, points.output);
 }
 
 async function flush(seq: number): Promise<void> {

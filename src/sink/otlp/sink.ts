@@ -21,6 +21,10 @@ import { isWireEvent, SHARED_SLOTS, SLOT, toWire, WORKER_CHANNEL, type ChannelBa
 export const EXIT_WAIT_MS = 2000;
 /** The wait when exports are already failing: one more attempt may succeed, but a receiver that is down must not hold the exit. */
 export const EXIT_WAIT_FAILING_MS = 300;
+/** How long the main thread batches events before handing them to the exporter thread (much less than any export interval). */
+const HAND_OVER_MS = 200;
+/** A batch this long is handed over at once: bounded memory whatever the call rate. */
+const MAX_PENDING = 1024;
 
 export interface OtlpSinkOptions {
   warn(message: string): void;
@@ -94,13 +98,20 @@ export class OtlpSink implements UsageSink {
 
   #enqueue(event: WireEvent): void {
     this.#pending.push(event);
-    if (!this.#handOverScheduled) {
-      this.#handOverScheduled = true;
-      process.nextTick(this.#handOverTick);
+    if (this.#handOverScheduled) {
+      if (this.#pending.length >= MAX_PENDING) this.#handOver();
+      return;
     }
+    this.#handOverScheduled = true;
+    // The main thread's exporter exists: batch, so that the exporter thread wakes up a few times a
+    // second rather than once per call (the exit path hands over the rest). A worker thread posts on
+    // the next tick, because it may be terminated without an exit event; so does the first event,
+    // which starts the exporter thread as early as possible.
+    if (this.#exporter !== undefined) setTimeout(this.#handOverNow, HAND_OVER_MS).unref();
+    else process.nextTick(this.#handOverNow);
   }
 
-  readonly #handOverTick = (): void => this.#handOver();
+  readonly #handOverNow = (): void => this.#handOver();
 
   #handOver(): void {
     this.#handOverScheduled = false;
@@ -126,8 +137,9 @@ export class OtlpSink implements UsageSink {
   #start(): ExporterThread | undefined {
     const threads = this.#workerThreads();
     const fs = process.getBuiltinModule("node:fs");
-    const path = this.#options.exporterPath ?? EXPORTER_CANDIDATES.map((candidate) => new URL(candidate, import.meta.url)).find((url) => fs.existsSync(url));
-    if (path === undefined) return this.#giveUp("the exporter bundle dist/otlp-exporter.cjs is missing (run npm run build)");
+    const candidates = this.#options.exporterPath !== undefined ? [this.#options.exporterPath] : EXPORTER_CANDIDATES.map((candidate) => new URL(candidate, import.meta.url));
+    const path = candidates.find((candidate) => fs.existsSync(candidate));
+    if (path === undefined) return this.#giveUp(`the exporter bundle ${String(candidates[0])} is missing (run npm run build)`);
     try {
       const shared = new SharedArrayBuffer(SHARED_SLOTS * Int32Array.BYTES_PER_ELEMENT);
       const { port1, port2 } = new threads.MessageChannel();
@@ -179,7 +191,7 @@ export class OtlpSink implements UsageSink {
       this.#options.warn((report.message as FromExporter).message);
     }
     // An outage was already reported (its warning says what is lost); otherwise a slow export is news.
-    if (Atomics.load(exporter.slots, SLOT.flushed) < seq && Atomics.load(exporter.slots, SLOT.failing) === 0) {
+    if (Atomics.load(exporter.slots, SLOT.flushed) < seq && Atomics.load(exporter.slots, SLOT.failing) === 0 && !this.#broken) {
       this.#options.warn(
         `the last usage metrics export to ${this.#config.url} did not finish within ${wait / 1000} s of exit; ` +
           `the tokens recorded since the previous export are missing there. The CSV log has every row.`,
