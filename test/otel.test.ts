@@ -203,6 +203,20 @@ describe('OpenTelemetry metrics, against a real receiver', { skip: skip ?? false
     await assertReceiverMatchesCsv(receiver, s.logPath, 3);
   });
 
+  it('under `mistral-usage run -- node app.mjs`: the child processes export (the proxy for other languages is not here yet)', async (t) => {
+    const receiver = await startReceiver(t);
+    const s = await scenario(t, receiver.otlpEndpoint);
+    await writeFile(join(s.dir, 'app.mjs'), callsApp(3, { models: ['run-model'] }));
+    await writeFile(join(s.dir, 'parent.mjs'), `
+      import { execFileSync } from 'node:child_process';
+      ${callsApp(1, { models: ['parent-model'] })}
+      execFileSync(process.execPath, ['app.mjs'], { stdio: 'inherit' });
+    `);
+    const result = await runNode([join(repoRoot, 'dist', 'src', 'cli', 'main.js'), 'run', '--quiet', '--', process.execPath, 'parent.mjs'], { cwd: s.dir, env: s.env });
+    assertClean(result);
+    await assertReceiverMatchesCsv(receiver, s.logPath, 4);
+  });
+
   it('a receiver that is down, then up: one warning, the app unaffected, the totals right once it is back', async (t) => {
     const port = await freePort();
     // Each export gives up (retries included) after 500 ms, so the outage is seen as a failed export, not absorbed by retries.

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import type { Worker } from "node:worker_threads";
 import { otlpConfigFromEnv } from "../../../src/sink/otlp/config.js";
 import { OtlpSink } from "../../../src/sink/otlp/sink.js";
 import type { UsageEvent } from "../../../src/record/usage-event.js";
@@ -18,30 +18,26 @@ const event: UsageEvent = {
   counts: { promptTokens: 10, completionTokens: 2, totalTokens: 12 },
 };
 
-/** The workers started while `action` runs (the sink's exporter thread is one). */
-async function workersStartedDuring(action: () => void | Promise<void>): Promise<Worker[]> {
-  const started: Worker[] = [];
-  const onWorker = (worker: Worker): void => void started.push(worker);
-  process.on("worker", onWorker);
-  try {
-    await action();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  } finally {
-    process.off("worker", onWorker);
-  }
-  return started;
-}
-
 describe("OtlpSink", () => {
-  test("costs nothing without events: no thread, no warning, close() returns at once", async () => {
+  test("costs nothing without events: no thread, no warning, close() returns at once", async (t) => {
+    const dir = await tempDirFor(t);
+    const marker = join(dir, "started");
+    const exporterPath = join(dir, "marker.cjs");
+    await writeFile(exporterPath, `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "");`);
     const warnings: string[] = [];
-    const started = await workersStartedDuring(() => {
-      const sink = new OtlpSink(config, { warn: (m) => warnings.push(m) });
-      sink.flush();
-      sink.close();
-    });
-    assert.deepEqual(started, []);
+    const sink = new OtlpSink(config, { warn: (m) => warnings.push(m), exporterPath });
+    sink.flush();
+    sink.close();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(existsSync(marker), false, "no exporter thread started");
     assert.deepEqual(warnings, []);
+    // The same sink with one event does start it (so the check above can fail).
+    const used = new OtlpSink(config, { warn: (m) => warnings.push(m), exporterPath, exitWaitMillis: 1 });
+    used.append(event);
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(marker) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(existsSync(marker), true);
+    used.close();
   });
 
   test("a missing exporter bundle: one warning, events dropped, nothing thrown", async () => {
