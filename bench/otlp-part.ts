@@ -7,7 +7,6 @@
  * wall and CPU per later call (CPU of every thread, the exporter thread's included), and the exit
  * (from the app's last line to the process's end: E makes its last export there). Medians.
  */
-import { spawn } from "node:child_process";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -44,6 +43,8 @@ export async function runOtlpPart(options: {
   rounds: number;
   calls: number;
   logDir: string;
+  /** run.ts's child runner: `node ...argv` with `env`, its exit code and output. */
+  runNode(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }): Promise<OtlpPart> {
   let exportsReceived = 0;
   const receiver = createServer((req, res) => {
@@ -70,7 +71,7 @@ export async function runOtlpPart(options: {
         };
         const argv = [...(variant === "A" ? [] : ["--import", options.register]), client, "--url", options.serverUrl, "--calls", String(options.calls)];
         const started = performance.now();
-        const { code, stdout, stderr } = await run(argv, env);
+        const { code, stdout, stderr } = await options.runNode(argv, env);
         const totalMs = performance.now() - started;
         const line = stdout.trim().split("\n").pop() ?? "";
         if (code !== 0 || !line.startsWith("{")) throw new Error(`otlp ${variant} failed (exit ${code}):\n${stdout}\n${stderr}`);
@@ -130,16 +131,4 @@ export async function runOtlpPart(options: {
     `Exports received: ${exportsReceived} (one per E process, made at its exit).`,
   ].join("\n");
   return { text, markdown, samples, exportsReceived };
-}
-
-function run(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
-    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
 }

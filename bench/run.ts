@@ -643,7 +643,7 @@ async function main(): Promise<void> {
     }
 
     if (selected("otlp")) {
-      otlp = await runOtlpPart({ root: ROOT, register: REGISTER, serverUrl: server.url, serverHostPort: server.hostPort, env: baseEnv, rounds: QUICK ? 4 : 10, calls: QUICK ? 100 : 300, logDir: dir });
+      otlp = await runOtlpPart({ root: ROOT, register: REGISTER, serverUrl: server.url, serverHostPort: server.hostPort, env: baseEnv, rounds: QUICK ? 4 : 10, calls: QUICK ? 100 : 300, logDir: dir, runNode });
       progress("otlp done");
     }
 

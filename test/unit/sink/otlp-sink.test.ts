@@ -30,7 +30,7 @@ describe("OtlpSink", () => {
     sink.close();
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(existsSync(marker), false, "no exporter thread started");
-    assert.deepEqual(warnings, []);
+    assert.deepEqual(warnings, [] as string[]);
     // The same sink with one event does start it (so the check above can fail).
     const used = new OtlpSink(config, { warn: (m) => warnings.push(m), exporterPath, exitWaitMillis: 1 });
     used.append(event);
