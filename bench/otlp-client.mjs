@@ -37,5 +37,5 @@ const elapsedMs = performance.now() - t;
 const cpu = process.cpuUsage(cpu0);
 const endAtMs = performance.now();
 process.stdout.write(
-  `${JSON.stringify({ appStartsMs, firstCallMs, firstCpuMicros: firstCpu.user + firstCpu.system, perCallMs: elapsedMs / calls, cpuMicrosPerCall: (cpu.user + cpu.system) / calls, endAtMs })}\n`,
+  `${JSON.stringify({ appStartsMs, firstCallMs, firstCpuMicros: firstCpu.user + firstCpu.system, perCallMs: elapsedMs / calls, cpuMicrosPerCall: (cpu.user + cpu.system) / calls, peakRssMB: process.resourceUsage().maxRSS / 1024, endAtMs })}\n`,
 );

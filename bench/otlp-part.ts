@@ -20,6 +20,7 @@ interface ClientResult {
   firstCpuMicros: number;
   perCallMs: number;
   cpuMicrosPerCall: number;
+  peakRssMB: number;
   endAtMs: number;
 }
 interface Sample extends ClientResult {
@@ -90,6 +91,7 @@ export async function runOtlpPart(options: {
     [`wall per call, ${options.calls} calls after the first`, "ms", (s) => s.perCallMs],
     ["CPU per call, all threads", "us", (s) => s.cpuMicrosPerCall],
     ["exit: last line of the app to process end", "ms", (s) => s.exitMs],
+    ["peak RSS", "MB", (s) => s.peakRssMB],
   ];
   const median = (values: number[]): number => {
     const sorted = [...values].sort((a, b) => a - b);
@@ -103,7 +105,7 @@ export async function runOtlpPart(options: {
         .filter((s) => s.variant === variant)
         .map((s, round) => get(s) - get(samples.filter((x) => x.variant === "A")[round]!)),
     );
-  const fmt = (value: number, unit: string) => (unit === "us" ? value.toFixed(0) : value.toFixed(2));
+  const fmt = (value: number, unit: string) => (unit === "us" ? value.toFixed(0) : unit === "MB" ? value.toFixed(1) : value.toFixed(2));
   const signed = (value: number, unit: string) => `${value >= 0 ? "+" : ""}${fmt(value, unit)}`;
   const header = ["metric", "A", "B", "E", "B - A", "E - A"];
   const rows = metrics.map(([name, unit, get]) => [
