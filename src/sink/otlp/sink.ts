@@ -12,6 +12,7 @@
  */
 import type * as WorkerThreads from "node:worker_threads";
 import type { UsageEvent } from "../../record/usage-event.js";
+import { internalErrorReporter } from "../../report.js";
 import type { UsageSink } from "../sink.js";
 import type { OtlpConfig } from "./config.js";
 import type { ExporterThreadData } from "./exporter-thread.js";
@@ -111,7 +112,19 @@ export class OtlpSink implements UsageSink {
     else process.nextTick(this.#handOverNow);
   }
 
-  readonly #handOverNow = (): void => this.#handOver();
+  // Callbacks of ours that run outside the pipeline's guard (timers, events): a bug here must not
+  // become an uncaught exception in the app.
+  readonly #guarded =
+    <A extends unknown[]>(action: (...args: A) => void) =>
+    (...args: A): void => {
+      try {
+        action(...args);
+      } catch (error) {
+        internalErrorReporter(this.#options.warn)(error);
+      }
+    };
+
+  readonly #handOverNow = this.#guarded(() => this.#handOver());
 
   #handOver(): void {
     this.#handOverScheduled = false;
@@ -200,12 +213,12 @@ export class OtlpSink implements UsageSink {
   }
 
   /** In the main thread: from the first worker the app creates on, listen for the events its workers post. */
-  readonly #onWorker = (worker: WorkerThreads.Worker): void => {
+  readonly #onWorker = this.#guarded((worker: WorkerThreads.Worker): void => {
     if (this.#channel !== undefined || worker === this.#exporter?.worker || !this.#isMainThread()) return;
     this.#channel = new (this.#workerThreads().BroadcastChannel)(WORKER_CHANNEL);
-    this.#channel.onmessage = (message: unknown) => this.#takeBatch((message as { data: unknown }).data);
+    this.#channel.onmessage = this.#guarded((message: unknown) => this.#takeBatch((message as { data: unknown }).data));
     this.#channel.unref();
-  };
+  });
 
   #drainChannel(): void {
     if (this.#channel === undefined || !this.#isMainThread()) return;
