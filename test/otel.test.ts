@@ -217,6 +217,23 @@ describe('OpenTelemetry metrics, against a real receiver', { skip: skip ?? false
     await assertReceiverMatchesCsv(receiver, s.logPath, 4);
   });
 
+  it('gzip compression, headers and a metrics endpoint given in full; http/json where the receiver takes only protobuf: one warning', async (t) => {
+    const receiver = await startReceiver(t);
+    const s = await scenario(t, 'http://127.0.0.1:9/unused', {
+      OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `${receiver.otlpEndpoint}/v1/metrics`,
+      OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
+      OTEL_EXPORTER_OTLP_HEADERS: 'x-scope-orgid=team%20a',
+    });
+    assertClean(await runApp({ cwd: s.dir, preload: true, env: s.env, source: callsApp(2) }));
+    await assertReceiverMatchesCsv(receiver, s.logPath, 2);
+
+    const json = await runApp({ cwd: s.dir, preload: true, env: { ...s.env, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, source: callsApp(1) });
+    assert.equal(json.code, 0, json.stderr);
+    assert.equal(ourLines(json.stderr).length, 1, json.stderr);
+    assert.match(ourLines(json.stderr)[0]!, /cannot export usage metrics to .* \(Bad Request\)/);
+    assert.equal((await readLogRows(s.logPath)).length, 3, 'the CSV has every row');
+  });
+
   it('a receiver that is down, then up: one warning, the app unaffected, the totals right once it is back', async (t) => {
     const port = await freePort();
     // Each export gives up (retries included) after 500 ms, so the outage is seen as a failed export, not absorbed by retries.
