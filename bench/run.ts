@@ -5,7 +5,8 @@
  *   node --import tsx bench/run.ts [--quick] [--out results.json] [--rounds N] [--only REGEX]
  *                                  [--preload FILE] [--with FILE]
  *
- * --only runs the parts whose name matches (workload ids, "start-up", "memory", "sink", "pipeline");
+ * --only runs the parts whose name matches (workload ids, "start-up", "memory", "sink", "pipeline",
+ * "otlp": the metrics export, bench/otlp-part.ts);
  * --preload makes B load another build of the preload; --with adds a variant D that loads another
  * build (say a copy of dist/ from before a change, kept inside the checkout so that its imports
  * resolve), so that a fix is measured against the code it replaces in the same run.
@@ -22,6 +23,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { runOtlpPart, type OtlpPart } from "./otlp-part.js";
 
 const ROOT = path.resolve(fileURLToPath(new URL("..", import.meta.url)));
 const BENCH = path.join(ROOT, "bench");
@@ -603,6 +605,7 @@ async function main(): Promise<void> {
   const sinkSamples: SinkSample[] = [];
   const memorySamples: ClientSample[] = [];
   let pipelineResults: PipelineResult[] = [];
+  let otlp: OtlpPart | undefined;
   try {
     progress(`server at ${server.url}; node ${process.version}; ${QUICK ? "quick" : "full"} run, ${ROUNDS} rounds`);
     const workloads = WORKLOADS.filter((w) => selected(w.id));
@@ -637,6 +640,11 @@ async function main(): Promise<void> {
         }
       }
       progress("sink done");
+    }
+
+    if (selected("otlp")) {
+      otlp = await runOtlpPart({ root: ROOT, register: REGISTER, serverUrl: server.url, serverHostPort: server.hostPort, env: baseEnv, rounds: QUICK ? 4 : 10, calls: QUICK ? 100 : 300, logDir: dir, runNode });
+      progress("otlp done");
     }
 
     if (selected("pipeline") && args.preload === undefined) {
@@ -725,6 +733,7 @@ async function main(): Promise<void> {
     console.log("\nThe preload's own cost per call, in one process without a network (bench/pipeline.mjs; CPU us per call, median of 7, 5 with --quick)");
     for (const r of pipelineResults) console.log(`${r.microsPerCall.toFixed(2).padStart(9)}  ${r.part}`);
   }
+  if (otlp !== undefined) console.log(`\n${otlp.text}`);
   console.log("\nTargets");
   for (const t of targets) console.log(`  ${t.pass ? "holds " : "MISSED"}  ${t.target}: ${t.measured}`);
   if (peerMisses.length > 0) {
@@ -737,8 +746,8 @@ async function main(): Promise<void> {
       targets,
       summary: rows,
       pipeline: pipelineResults,
-      markdown: renderMarkdown(rows, targets, pipelineResults),
-      samples: { client: clientSamples, startup: startupSamples, memory: memorySamples, sink: sinkSamples },
+      markdown: renderMarkdown(rows, targets, pipelineResults) + (otlp === undefined ? "" : `\n\n${otlp.markdown}`),
+      samples: { client: clientSamples, startup: startupSamples, memory: memorySamples, sink: sinkSamples, otlp: otlp?.samples ?? [] },
     };
     fs.writeFileSync(args.out, `${JSON.stringify(json, null, 2)}\n`);
     console.log(`\nwrote ${args.out}`);
