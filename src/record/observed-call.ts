@@ -306,5 +306,12 @@ function firstNonSpace(bytes: Uint8Array): number | undefined {
 function isConnectionLoss(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
   const code = (error as { code?: unknown }).code;
-  return code === "UND_ERR_SOCKET" || code === "ECONNRESET" || code === "UND_ERR_RES_CONTENT_LENGTH_MISMATCH";
+  return (
+    code === "UND_ERR_SOCKET" ||
+    code === "ECONNRESET" ||
+    code === "UND_ERR_RES_CONTENT_LENGTH_MISMATCH" ||
+    // node:http2: the server reset the stream, or the session went away under it.
+    code === "ERR_HTTP2_STREAM_ERROR" ||
+    code === "ERR_HTTP2_SESSION_ERROR"
+  );
 }
