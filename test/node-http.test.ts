@@ -465,6 +465,24 @@ show('http.get gzip /v1/models', modelsGzip, (await readAll(modelsGzip)).body);`
       await runScenario(t, { source, calls: 10 });
     });
 
+    // A content-encoding no client knows, on a body that is plain: node:http hands the app the
+    // bytes as they came (node-fetch and axios pass unknown codings through too), so the app
+    // reads the usage, and the row is written.
+    it('content-encoding utf-8 and none on plain JSON and SSE: http.request and axios read them, one row each', async (t) => {
+      const source = `
+import axios from 'axios';
+for (const label of ['utf-8', 'none']) {
+  for (const stream of [false, true]) {
+    const { res } = await post(at('label=' + label), chat({ stream }));
+    const { body, error } = await readAll(res);
+    show('http.request ' + label + (stream ? ' sse' : ' json') + ' (' + error + ')', res, body);
+  }
+  const viaAxios = await axios.post(at('label=' + label), chat());
+  console.log('axios ' + label + ': ' + JSON.stringify(viaAxios.data));
+}`;
+      await runScenario(t, { source, calls: 6 });
+    });
+
     describe('https against a local TLS server (self-signed certificate made with openssl)', { concurrency: 1 }, () => {
       let tls: Tls | undefined;
       let certDir: string | undefined;
