@@ -6,8 +6,8 @@ import { wrapBodyWrites, wrapPush } from "./node-http.js";
 /**
  * Observes HTTP/2 requests made with node:http2 (by hand, `got` with `http2: true` through
  * http2-wrapper, `superagent().http2()`) through Node's `http2.client.stream.*` diagnostics
- * channels. They exist from Node 22 (and 23.x); Node 20 has none, so there this tap subscribes to
- * channels that never fire and HTTP/2 calls get no row.
+ * channels (2025: Node 24, backported to 22; checked on 22.23, 24.22, 26.12). Node 20 has none, so
+ * there this tap subscribes to channels that never fire and HTTP/2 calls get no row.
  *
  * `http2.client.stream.created` fires when `session.request()` returns the stream, with the request
  * headers (`:method`, `:path`, `:scheme`, `:authority`): before any body byte is written and before
