@@ -17,6 +17,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import zlib from "node:zlib";
 import { jsonBody, sseEvents } from "./bodies.mjs";
 
 const { values } = parseArgs({
@@ -46,9 +47,34 @@ const SSE = sseEvents();
 const SSE_WHOLE = Buffer.concat(SSE);
 // The stream as 4 reads, as a busy client often gets it.
 const SSE_4 = [0, 1, 2, 3].map((i) => SSE_WHOLE.subarray(Math.floor((i * SSE_WHOLE.length) / 4), Math.floor(((i + 1) * SSE_WHOLE.length) / 4)));
-const rawHeaders = (type) => [Buffer.from("content-type"), Buffer.from(type), Buffer.from("date"), Buffer.from("Tue, 24 Nov 2026 10:00:00 GMT"), Buffer.from("connection"), Buffer.from("keep-alive"), Buffer.from("transfer-encoding"), Buffer.from("chunked")];
+const rawHeaders = (type, encoding) => [
+  Buffer.from("content-type"), Buffer.from(type), Buffer.from("date"), Buffer.from("Tue, 24 Nov 2026 10:00:00 GMT"), Buffer.from("connection"), Buffer.from("keep-alive"), Buffer.from("transfer-encoding"), Buffer.from("chunked"),
+  ...(encoding === undefined ? [] : [Buffer.from("content-encoding"), Buffer.from(encoding)]),
+];
 const JSON_HEADERS = rawHeaders("application/json");
 const SSE_HEADERS = rawHeaders("text/event-stream");
+const GZIP_SSE_HEADERS = rawHeaders("text/event-stream", "gzip");
+const BR_SSE_HEADERS = rawHeaders("text/event-stream", "br");
+
+/** The stream as a compressing server sends it: one compressor, flushed after each event. */
+async function compressedPerEvent(compressor, flushKind) {
+  const out = [];
+  let pending = [];
+  compressor.on("data", (chunk) => pending.push(chunk));
+  for (const event of SSE) {
+    compressor.write(event);
+    await new Promise((resolve) => (flushKind === undefined ? compressor.flush(resolve) : compressor.flush(flushKind, resolve)));
+    await new Promise((resolve) => setImmediate(resolve));
+    out.push(Buffer.concat(pending));
+    pending = [];
+  }
+  await new Promise((resolve) => compressor.end(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  if (pending.length > 0) out.push(Buffer.concat(pending));
+  return out;
+}
+const GZIP_SSE = await compressedPerEvent(zlib.createGzip(), zlib.constants.Z_SYNC_FLUSH);
+const BR_SSE = await compressedPerEvent(zlib.createBrotliCompress());
 
 const channel = (name) => diagnostics.channel(`undici:request:${name}`);
 const create = channel("create");
@@ -148,6 +174,8 @@ await tapped("json call through the taps, onData wrapper (Node 20/22)", [JSON_BO
 await tapped("json call through the taps, body channel (Node 24+)", [JSON_BODY], JSON_HEADERS, "channel");
 await tapped("sse call (51 events in 51 reads) through the taps, onData wrapper", SSE, SSE_HEADERS, "onData");
 await tapped("sse call (51 events in 4 reads) through the taps, onData wrapper", SSE_4, SSE_HEADERS, "onData");
+await tapped("gzip sse call (51 events, each flushed: 52 reads) through the taps, onData wrapper", GZIP_SSE, GZIP_SSE_HEADERS, "onData");
+await tapped("br sse call (51 events, each flushed: 52 reads) through the taps, onData wrapper", BR_SSE, BR_SSE_HEADERS, "onData");
 
 // ---- the parts
 const hosts = new HostMatcher(["127.0.0.1:8080"]);
@@ -181,6 +209,26 @@ part("ObservedCall, sse 51 events in 4 reads, record() a no-op", 5_000, () => {
   for (const chunk of SSE_4) call.responseData(chunk);
   call.responseEnd();
 });
+for (const [name, chunks, encoding] of [["gzip", GZIP_SSE, "gzip"], ["br", BR_SSE, "br"]]) {
+  const head = { status: 200, contentType: "text/event-stream", contentEncoding: encoding };
+  part(`ObservedCall, ${name} sse 51 events in ${chunks.length} reads, record() a no-op`, 2_000, () => {
+    const call = new ObservedCall(endpoint, () => "label", deps);
+    call.responseStart(head);
+    for (const chunk of chunks) call.responseData(chunk);
+    call.responseEnd();
+  });
+  const perCall = results.at(-1).microsPerCall;
+  results.push({ part: `  per compressed chunk (the line above / ${chunks.length})`, microsPerCall: perCall / chunks.length });
+}
+if (fs.existsSync(new URL("src/decode/stream-decoder.js", dist))) {
+  const { createStreamDecoder } = await load("src/decode/stream-decoder.js");
+  part("  of which: createStreamDecoder(gzip) + 52 pushes + end, alone", 2_000, () => {
+    const decoder = createStreamDecoder(["gzip"], 32 << 20);
+    for (const chunk of GZIP_SSE) decoder.push(chunk);
+    decoder.end();
+  });
+  part("  of which: createStreamDecoder(gzip) + end, alone (the per-stream set-up)", 2_000, () => createStreamDecoder(["gzip"], 32 << 20).end());
+}
 const counts = { promptTokens: 23, completionTokens: 50, totalTokens: 73 };
 const row = layout.seams
   ? { epochMicros: Date.now() * 1000, endpoint: "chat", server: { address: "127.0.0.1", port: 8080 }, requestModel: undefined, responseModel: "mistral-small-2603", counts }

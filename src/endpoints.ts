@@ -36,8 +36,17 @@ const ENDPOINTS: Record<EndpointKind, Endpoint> = {
 
 // The path must END with the endpoint; any prefix (a gateway's `/mistral/v1/...`) is allowed.
 // Conversations: start `/v1/conversations`, append `/v1/conversations/{id}`, restart `/v1/conversations/{id}/restart`.
-const PATH_PATTERN =
-  /\/v1\/(?:(chat\/completions)|(fim\/completions)|(agents\/completions)|(embeddings)|((?:chat\/)?moderations)|((?:chat\/)?classifications)|(conversations(?:\/[^/]+(?:\/restart)?)?)|(audio\/transcriptions)|(audio\/speech))\/?$/;
+const ENDPOINT_GROUPS =
+  "(?:(chat\\/completions)|(fim\\/completions)|(agents\\/completions)|(embeddings)|((?:chat\\/)?moderations)|((?:chat\\/)?classifications)|(conversations(?:\\/[^/]+(?:\\/restart)?)?)|(audio\\/transcriptions)|(audio\\/speech))\\/?$";
+/** Mistral's own hosts: the endpoint comes right after `/v1/`, as in the API. */
+const VERSIONED_PATH = new RegExp(`\\/v1\\/${ENDPOINT_GROUPS}`);
+/**
+ * Hosts from `MISTRAL_USAGE_HOSTS` (gateways): the endpoint at the end of the path, after any
+ * segments or none. This counts `/chat/completions` (an OpenAI client whose base URL lacks `/v1`,
+ * LiteLLM-style gateways) and Azure AI Foundry's `/models/chat/completions?api-version=...`. It
+ * is kept to configured hosts: on mistral.ai every usage-bearing endpoint is under `/v1/`.
+ */
+const GATEWAY_PATH = new RegExp(`(?:^|\\/)${ENDPOINT_GROUPS}`);
 
 const KIND_BY_GROUP: readonly EndpointKind[] = [
   "chat",
@@ -51,9 +60,12 @@ const KIND_BY_GROUP: readonly EndpointKind[] = [
   "speech",
 ];
 
-/** Matches the path part of a request (query ignored) against the usage-bearing endpoints. */
-export function endpointForPath(pathWithQuery: string): Endpoint | undefined {
-  const match = PATH_PATTERN.exec(pathWithoutQuery(pathWithQuery));
+/**
+ * Matches the path part of a request (query ignored) against the usage-bearing endpoints: after
+ * `/v1/`, or, with `anyPrefix` (a configured gateway host), after any prefix or none.
+ */
+export function endpointForPath(pathWithQuery: string, anyPrefix = false): Endpoint | undefined {
+  const match = (anyPrefix ? GATEWAY_PATH : VERSIONED_PATH).exec(pathWithoutQuery(pathWithQuery));
   if (match === null) return undefined;
   for (let group = 1; group < match.length; group++) {
     if (match[group] !== undefined) return ENDPOINTS[KIND_BY_GROUP[group - 1]!];
@@ -114,7 +126,7 @@ export class HostMatcher {
 
   matches(hostname: string, port: string): boolean {
     const host = hostname.toLowerCase().replace(/\.$/, "");
-    if (host === "mistral.ai" || host.endsWith(".mistral.ai")) return true;
+    if (isMistralDomain(host)) return true;
     return this.#anyPort.has(host) || this.#exact.has(`${host}:${port}`);
   }
 }
@@ -135,6 +147,8 @@ export interface MatchedCall {
  */
 export function matchCall(hosts: HostMatcher, origin: string, path: string, method: string): MatchedCall | undefined {
   if (method.toUpperCase() !== "POST") return undefined;
+  let serverOrigin = origin;
+  let pathname = path;
   if (path.startsWith("http://") || path.startsWith("https://")) {
     let url: URL;
     try {
@@ -142,15 +156,20 @@ export function matchCall(hosts: HostMatcher, origin: string, path: string, meth
     } catch {
       return undefined;
     }
-    const server = hosts.serverOf(url.origin);
-    if (server === undefined) return undefined;
-    const endpoint = endpointForPath(url.pathname);
-    return endpoint === undefined ? undefined : { endpoint, server };
+    serverOrigin = url.origin;
+    pathname = url.pathname;
   }
-  const endpoint = endpointForPath(path);
-  if (endpoint === undefined) return undefined;
-  const server = hosts.serverOf(origin);
-  return server === undefined ? undefined : { endpoint, server };
+  // The gateway shape is the wider one: a path that fails it is no call, whatever its host.
+  const anyPrefix = endpointForPath(pathname, true);
+  if (anyPrefix === undefined) return undefined;
+  const server = hosts.serverOf(serverOrigin);
+  if (server === undefined) return undefined;
+  const endpoint = isMistralDomain(server.address) ? endpointForPath(pathname) : anyPrefix;
+  return endpoint === undefined ? undefined : { endpoint, server };
+}
+
+function isMistralDomain(host: string): boolean {
+  return host === "mistral.ai" || host.endsWith(".mistral.ai");
 }
 
 /** The endpoint of a request that is a usage-bearing Mistral call (see matchCall). */

@@ -35,8 +35,8 @@ export interface Pipeline {
   /** Writes what the sinks hold, synchronously. */
   flush(): void;
   /**
-   * Records what the calls still open have already received (compressed streams are decoded at
-   * their end), then flushes and closes the sinks. The exit path: synchronous, never throws.
+   * Records what the calls still open have already received (compressed streams on a Node whose
+   * zlib can only decode them whole), then flushes and closes the sinks. The exit path: synchronous, never throws.
    */
   close(): void;
 }

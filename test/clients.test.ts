@@ -452,6 +452,14 @@ await call('speech stream', '/v1/audio/speech', { model: 'voxtral-mini-tts-lates
 await call('speech stream again', '/v1/audio/speech', { model: 'voxtral-mini-tts-2603', input: 'Salut', stream: true });`,
       },
       {
+        // OCR reports pages (usage_info.pages_processed), not tokens: no row, even when a
+        // token-shaped usage object rides along, and no warning.
+        name: 'ocr (pages, not tokens): no row, no warning',
+        calls: 0,
+        source: `await call('ocr', '/v1/ocr', { model: 'mistral-ocr-latest', document: { type: 'document_url', document_url: 'https://example.com/a.pdf' } });
+await call('ocr gzip', '/mock/gzip/v1/ocr', { model: 'mistral-ocr-latest', document: { type: 'document_url', document_url: 'https://example.com/a.pdf' } });`,
+      },
+      {
         name: 'audio/speech non-streamed (no usage: no row, no warning) and GET /v1/models (no row)',
         calls: 0,
         source: `const res = await fetch(BASE + '/v1/audio/speech', jsonInit({ model: 'voxtral-mini-tts-latest', input: 'Bonjour' }));
@@ -477,6 +485,43 @@ show('models', models.status + ' ' + (await models.text()));`,
     it('a gateway path prefix before /v1/ still logs', async () => {
       const { served } = await runScenario(mock(), { source: chatTwice, calls: 2, base: `${mock().url}/gateway/mistral` });
       for (const { path } of served) assert.match(path, /^\/gateway\/mistral\/v1\//);
+    });
+
+    // Gateways on a configured host: an OpenAI client whose base URL lacks /v1, LiteLLM-style
+    // routes, Azure AI Foundry's /models/chat/completions?api-version=...
+    it('gateway shapes without /v1: /chat/completions, /litellm/embeddings, /models/chat/completions?api-version=', async () => {
+      const source = `await call('bare json', '/chat/completions', chatBody());
+await call('bare stream', '/chat/completions', chatBody({ stream: true }));
+await call('litellm embeddings', '/litellm/embeddings', { model: 'mistral-embed', input: ['a'] });
+await call('azure json', '/models/chat/completions?api-version=2024-05-01-preview', chatBody());
+await call('azure stream', '/models/chat/completions?api-version=2024-05-01-preview', chatBody({ stream: true }));
+const models = await fetch(BASE + '/v1/models');
+show('models', models.status);`;
+      const { served } = await runScenario(mock(), { source, calls: 5 });
+      assert.deepEqual(
+        served.map((s) => s.path),
+        ['/chat/completions', '/chat/completions', '/litellm/embeddings', '/models/chat/completions', '/models/chat/completions'],
+      );
+    });
+
+    it('openai with a base URL that lacks /v1 (a gateway): create, plain and streamed', async () => {
+      const source = `import OpenAI from 'openai';
+const client = new OpenAI({ apiKey: 'k', baseURL: BASE + '/openai-gateway', maxRetries: 0 });
+show('create', await client.chat.completions.create(chatBody()));
+const stream = await client.chat.completions.create(chatBody({ stream: true }));
+for await (const chunk of stream) show('chunk', chunk);`;
+      const { served } = await runScenario(mock(), { source, calls: 2 });
+      for (const { path } of served) assert.equal(path, '/openai-gateway/chat/completions');
+    });
+
+    // undici decodes no coding once one is unknown, and hands the body over as it came: the app
+    // reads its usage, so the row is written.
+    it('content-encoding utf-8, none and compress on a plain body: one row each, as the app reads it', async () => {
+      const source = `for (const label of ['utf-8', 'none', 'compress']) {
+  await call(label + ' json', '/mock/label=' + label + '/v1/chat/completions', chatBody());
+  await call(label + ' stream', '/mock/label=' + label + '/v1/chat/completions', chatBody({ stream: true }));
+}`;
+      await runScenario(mock(), { source, calls: 6 });
     });
 
     it('the same server through a host that is not configured (localhost, when 127.0.0.1:PORT is) logs nothing', async () => {

@@ -12,7 +12,7 @@ import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promis
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse as parseCsvStrict } from 'csv-parse/sync';
-import { CONTENT_PIECES, REPLY_TEXT } from './support/mock-mistral.js';
+import { CONTENT_PIECES, REPLY_TEXT, zstdAvailable } from './support/mock-mistral.js';
 import type { MockMistral, ServedResponse } from './support/mock-mistral.js';
 import { LOG_HEADER, LOG_TIMESTAMP, mockFor, ourLines, registerPath, rowTail, runApp, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
@@ -456,44 +456,68 @@ process.exitCode = 3;
       stdout: `${REPLY_TEXT}\n`,
     },
   ];
-  // A worker thread reads a stream up to its usage chunk and tells the main thread, which exits:
-  // the worker is torn down without its own 'exit' event.
-  const workerCases: { name: string; prefix: string; todo?: string }[] = [
-    { name: 'a plain SSE stream', prefix: '/mock/delay=30' },
+  // A stream whose usage the app has read, then an end that runs no JavaScript of ours: a signal
+  // without a handler (or one that re-raises it), `worker.terminate()`, or the main thread exiting
+  // while a worker reads. The row must already be on disk, whatever the stream's encoding.
+  const encodings = ['identity', 'gzip', 'deflate', 'br', ...(zstdAvailable ? ['zstd'] : [])];
+  const abruptEnds: { name: string; source: (prefix: string) => string; worker?: (prefix: string) => string; signal?: string; stdout: string }[] = [
     {
-      name: 'a gzip SSE stream',
-      prefix: '/mock/gzip,delay=30',
-      todo: 'bug: a compressed stream read in a worker is only decoded at the worker\'s own exit or at the end of the response; process.exit() in the main thread loses its row',
+      name: 'SIGTERM without a handler',
+      source: (prefix) => `${readUntilUsage}await streamUntilUsage(${JSON.stringify(prefix)}, () => { console.log('usage read'); process.kill(process.pid, 'SIGTERM'); });\n`,
+      signal: 'SIGTERM',
+      stdout: 'usage read\n',
     },
-  ];
-  for (const c of workerCases) {
-    it(`process.exit(0) in the main thread right after a worker read the usage chunk of ${c.name}`, c.todo === undefined ? {} : { todo: c.todo }, async (t) => {
-      const dir = await tempDirFor(t, 'mul-csv-');
-      const mock = await mockFor(t);
-      const log = join(dir, 'usage.csv');
-      await writeFile(
-        join(dir, 'worker.mjs'),
-        LIB +
-          `import { parentPort } from 'node:worker_threads';\n` +
-          `${readUntilUsage}await streamUntilUsage(${JSON.stringify(c.prefix)}, () => { parentPort.postMessage('usage read'); setInterval(() => {}, 60000); });\n`,
-      );
-      const result = await run({
-        dir,
-        mock,
-        log,
-        source: String.raw`
+    {
+      name: 'SIGINT with a handler that re-raises it',
+      source: (prefix) =>
+        `process.once('SIGINT', () => process.kill(process.pid, 'SIGINT'));\n${readUntilUsage}await streamUntilUsage(${JSON.stringify(prefix)}, () => { console.log('usage read'); process.kill(process.pid, 'SIGINT'); });\n`,
+      signal: 'SIGINT',
+      stdout: 'usage read\n',
+    },
+    {
+      name: 'worker.terminate()',
+      worker: (prefix) => `${readUntilUsage}await streamUntilUsage(${JSON.stringify(prefix)}, () => { parentPort.postMessage('usage read'); });\n`,
+      source: () => String.raw`
+import { Worker } from 'node:worker_threads';
+const worker = new Worker(new URL('./worker.mjs', import.meta.url));
+worker.on('error', (error) => { console.error(error); process.exit(2); });
+worker.on('message', async (message) => { console.log(message); await worker.terminate(); console.log('terminated'); });
+`,
+      stdout: 'usage read\nterminated\n',
+    },
+    {
+      name: 'process.exit(0) in the main thread while a worker reads',
+      worker: (prefix) => `${readUntilUsage}await streamUntilUsage(${JSON.stringify(prefix)}, () => { parentPort.postMessage('usage read'); setInterval(() => {}, 60000); });\n`,
+      source: () => String.raw`
 import { Worker } from 'node:worker_threads';
 const worker = new Worker(new URL('./worker.mjs', import.meta.url));
 worker.on('error', (error) => { console.error(error); process.exit(2); });
 worker.on('message', (message) => { console.log(message); process.exit(0); });
 `,
+      stdout: 'usage read\n',
+    },
+  ];
+  for (const end of abruptEnds) {
+    for (const encoding of encodings) {
+      it(`${end.name} right after the app read the usage of a ${encoding} stream: the row is there`, async (t) => {
+        const dir = await tempDirFor(t, 'mul-csv-');
+        const mock = await mockFor(t);
+        const log = join(dir, 'usage.csv');
+        const prefix = `/mock/${encoding},delay=30`;
+        if (end.worker !== undefined) {
+          await writeFile(join(dir, 'worker.mjs'), `${LIB}import { parentPort } from 'node:worker_threads';\n${end.worker(prefix)}`);
+        }
+        const result = await run({ dir, mock, log, source: end.source(prefix) });
+        assert.equal(result.signal, end.signal ?? null, result.stderr);
+        if (end.signal === undefined) assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout, end.stdout);
+        assert.deepEqual(ourLines(result.stderr), [], result.stderr);
+        const served = await mock.waitForServed(1);
+        const raw = await readFile(log, 'utf8').catch(() => '(no file)');
+        assert.ok(raw.startsWith(`${HEADER}\n`), raw);
+        assertRows(raw.slice(HEADER.length + 1), served);
       });
-      assertClean(result, 'usage read\n');
-      const served = await mock.waitForServed(1);
-      const raw = await readFile(log, 'utf8').catch(() => '(no file)');
-      assert.ok(raw.startsWith(`${HEADER}\n`), raw);
-      assertRows(raw.slice(HEADER.length + 1), served);
-    });
+    }
   }
 
   for (const c of cases) {

@@ -227,17 +227,12 @@ async function listen(server: Server, extraSockets: Set<Socket> = new Set()): Pr
 
 /** A gzip header followed by bytes that are not deflate data. */
 const CORRUPT_GZIP = Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03]), Buffer.from('not deflate data \xff\xfe\x00\x01 at all', 'latin1')]);
-const USAGE_JSON = JSON.stringify({
-  id: 'odd-1',
-  object: 'chat.completion',
-  model: 'mistral-small-latest',
-  choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
-  usage: { prompt_tokens: 5, completion_tokens: 6, total_tokens: 11 },
-});
+/** `compress` (LZW) data: its magic number, then codes that are not text. */
+const LZW_BODY = Buffer.from([0x1f, 0x9d, 0x90, 0x7b, 0x22, 0x88, 0x41, 0x04, 0x0a, 0x3c, 0x70, 0x61, 0x83, 0x86, 0x0d]);
 
 /**
  * Broken 2xx responses, by path prefix (all end in /v1/chat/completions so they look like chat):
- * /corrupt-gzip (JSON or SSE by the request's `stream`), /compress (an encoding nobody decodes),
+ * /corrupt-gzip (JSON or SSE by the request's `stream`), /compress (LZW data, which nobody decodes),
  * /empty (a 2xx with no body, JSON or SSE).
  */
 function startOddServer(): Promise<LocalServer> {
@@ -252,8 +247,10 @@ function startOddServer(): Promise<LocalServer> {
         res.writeHead(200, { 'content-type': contentType, 'content-encoding': 'gzip', 'content-length': String(CORRUPT_GZIP.length) });
         res.end(CORRUPT_GZIP);
       } else if (path.startsWith('/compress/')) {
-        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'compress', 'content-length': String(Buffer.byteLength(USAGE_JSON)) });
-        res.end(USAGE_JSON);
+        // Real LZW data: no client decodes it, so the app cannot read usage from it, nor can we.
+        // (A readable body under an unknown label is logged: see clients.test.ts.)
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'compress', 'content-length': String(LZW_BODY.length) });
+        res.end(LZW_BODY);
       } else if (path.startsWith('/empty/')) {
         res.writeHead(200, stream ? { 'content-type': contentType } : { 'content-type': contentType, 'content-length': '0' });
         res.end();

@@ -304,7 +304,7 @@ describe('JSON responses', () => {
     assert.ok(models.data.some((m) => m.id === 'mistral-small-latest' && m.object === 'model'));
     for (const [method, path, status] of [
       ['POST', '/v1/nope', 404],
-      ['POST', '/chat/completions', 404],
+      ['POST', '/chat/completionsX', 404],
       ['GET', CHAT, 405],
     ] as const) {
       const res = await fetch(mock.url + path, method === 'POST' ? { method, body: '{}' } : { method });

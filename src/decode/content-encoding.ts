@@ -8,7 +8,7 @@ import type Zlib from "node:zlib";
 // Loaded on first use: node:zlib brings node:stream with it, about 3 ms of every app's start-up,
 // and many apps never receive a compressed response.
 let loadedZlib: typeof Zlib | undefined;
-const loadZlib = (): typeof Zlib => (loadedZlib ??= process.getBuiltinModule("node:zlib"));
+export const loadZlib = (): typeof Zlib => (loadedZlib ??= process.getBuiltinModule("node:zlib"));
 
 // zstd arrived in Node 22.15 / 23.8; @types/node 20 does not know it.
 interface ZstdZlib {
@@ -21,7 +21,12 @@ export type Coding = "gzip" | "deflate" | "br" | "zstd";
 
 export type ContentEncoding =
   | { readonly ok: true; readonly codings: readonly Coding[] }
-  | { readonly ok: false; readonly unsupported: string };
+  /**
+   * `unknown`: a coding we cannot decode (`compress`, `utf-8`, `none`). undici then decodes none of
+   * the codings and hands the body over as it came, so it is read as identity.
+   * `too-many`: more than five codings, which undici refuses (the app gets an error).
+   */
+  | { readonly ok: false; readonly unsupported: string; readonly reason: "unknown" | "too-many" };
 
 const IDENTITY: ContentEncoding = Object.freeze({ ok: true, codings: Object.freeze([]) });
 
@@ -36,18 +41,18 @@ export function parseContentEncoding(header: string | undefined): ContentEncodin
     else if (name === "deflate") codings.push("deflate");
     else if (name === "br") codings.push("br");
     else if (name === "zstd" && typeof loadZstd().zstdDecompressSync === "function") codings.push("zstd");
-    else return { ok: false, unsupported: name };
+    else return { ok: false, unsupported: name, reason: "unknown" };
   }
   // undici refuses more than five codings; so do we (each layer is a decompression bomb multiplier).
-  if (codings.length > 5) return { ok: false, unsupported: header };
+  if (codings.length > 5) return { ok: false, unsupported: header, reason: "too-many" };
   return codings.length === 0 ? IDENTITY : { ok: true, codings };
 }
 
 export class BodyTooLargeError extends Error {}
 
 /**
- * Decodes a whole body synchronously, so that the usage it holds is known before the app's own
- * (asynchronous) decoding hands it the same bytes. Like undici's fetch, it is lenient about a
+ * Decodes a whole body synchronously (the fallback of stream-decoder.ts), so that the usage it
+ * holds is known before the app's own (asynchronous) decoding hands it the same bytes. Like undici's fetch, it is lenient about a
  * missing end (flush rather than finish): a body that fetch decodes for the app decodes here too,
  * and a stream cut off mid-way (a cancelled stream) yields what arrived. Throws on corrupt input or
  * when the output would exceed `maxOutputBytes`.
@@ -79,7 +84,8 @@ function decodeOne(data: Buffer, coding: Coding, maxOutputLength: number): Buffe
   }
 }
 
-function isZlibHeader(data: Buffer): boolean {
+/** A zlib-wrapped deflate stream starts with a CMF/FLG pair whose 16-bit value is a multiple of 31. */
+export function isZlibHeader(data: Uint8Array): boolean {
   return data.length >= 2 && (data[0]! & 0x0f) === 8 && ((data[0]! << 8) | data[1]!) % 31 === 0;
 }
 

@@ -1,6 +1,7 @@
 import type { Endpoint, MatchedCall } from "../endpoints.js";
 import type { ExchangeObserver, ResponseHead } from "../taps/exchange.js";
-import { BodyTooLargeError, decodeBody, parseContentEncoding, type Coding } from "../decode/content-encoding.js";
+import { BodyTooLargeError, parseContentEncoding, type Coding } from "../decode/content-encoding.js";
+import { createStreamDecoder, type StreamDecoder } from "../decode/stream-decoder.js";
 import type { Extraction } from "../extract/counts.js";
 import { extractFromJson, modelFromRequestBody } from "../extract/json.js";
 import { SseUsageExtractor, extractFromSse } from "../extract/sse.js";
@@ -19,7 +20,10 @@ export interface CallDeps {
   record(usage: CallUsage): void;
   warn(message: string): void;
   readonly limits: Limits;
-  /** Compressed streams still open; they are finished from what has arrived when the process exits. */
+  /**
+   * Compressed streams still open whose decoder can only decode them whole (a Node without the
+   * synchronous handle interface): they are finished from what has arrived when the process exits.
+   */
   readonly openStreams: Set<ObservedCall>;
 }
 
@@ -28,11 +32,11 @@ type BodyKind = "json" | "sse" | "sniff";
 /**
  * Turns one observed Mistral call into at most one usage record.
  *
- * Plain event streams are parsed as they arrive, so the row is recorded the moment the usage event
- * is complete (the official SDK cancels right after `[DONE]`, openai aborts when a loop breaks).
- * Everything else is collected, bounded, and decoded synchronously when the response ends, is
- * cancelled, or the process exits: Node has no synchronous incremental decompression, and
- * decoding synchronously at those points is never later than the app itself sees the bytes.
+ * Event streams are parsed as they arrive, so the row is recorded the moment the usage event is
+ * complete (the official SDK cancels right after `[DONE]`, openai aborts when a loop breaks, and a
+ * process may be ended by a signal or `worker.terminate()` right after the app saw the usage).
+ * Compressed bodies are decoded chunk by chunk, synchronously, on their way to the same parser
+ * (decode/stream-decoder.ts). JSON bodies are collected, bounded, and parsed when they end.
  */
 export class ObservedCall implements ExchangeObserver {
   readonly #call: MatchedCall;
@@ -44,11 +48,16 @@ export class ObservedCall implements ExchangeObserver {
   #status = 0;
   #kind: BodyKind = "sniff";
   #codings: readonly Coding[] = [];
+  /** Undoes the content codings; undefined for an identity body. */
+  #decoder: StreamDecoder | undefined;
+  /** A coding we cannot decode; the body is read as it came, as undici hands it to the app. */
+  #unknownEncoding: string | undefined;
   #chunks: Buffer[] = [];
   #size = 0;
   #sse: SseUsageExtractor | undefined;
   #requestChunks: Buffer[] | undefined;
   #requestSize = 0;
+  #recorded = false;
 
   constructor(call: MatchedCall, describe: () => string, deps: CallDeps) {
     this.#call = call;
@@ -79,23 +88,96 @@ export class ObservedCall implements ExchangeObserver {
     this.#status = head.status;
     if (head.status < 200 || head.status > 299) return this.#end();
     const encoding = parseContentEncoding(head.contentEncoding);
-    if (!encoding.ok) {
+    if (encoding.ok) {
+      this.#codings = encoding.codings;
+    } else if (encoding.reason === "unknown") {
+      // undici skips every coding once one is unknown, and node:http clients pass such a body on
+      // as it came (or fail): the app can only have read usage from the bytes as they are.
+      this.#unknownEncoding = encoding.unsupported;
+    } else {
       this.#deps.warn(`${this.#describe()}: cannot decode content-encoding "${encoding.unsupported}"; no row written`);
       return this.#end();
     }
-    this.#codings = encoding.codings;
     this.#kind = bodyKind(head.contentType);
     if (this.#codings.length > 0) {
-      this.#state = "collect";
-      if (this.#kind !== "json") this.#deps.openStreams.add(this);
-    } else if (this.#kind === "sse") {
-      this.#startLiveSse();
-    } else {
-      this.#state = this.#kind === "json" ? "collect" : "sniff";
+      this.#decoder = createStreamDecoder(this.#codings, this.#deps.limits.maxBodyBytes);
+      // Only a body decoded whole at its end has anything left to record when the process exits.
+      if (!this.#decoder.incremental && this.#kind !== "json") this.#deps.openStreams.add(this);
     }
+    if (this.#kind === "sse") this.#startLiveSse();
+    else this.#state = this.#kind === "json" ? "collect" : "sniff";
   }
 
   responseData(chunk: Uint8Array): void {
+    if (this.#decoder === undefined) return this.#take(chunk);
+    if (this.#state === "done" || this.#state === "headers") return;
+    let decoded: Buffer[];
+    try {
+      decoded = this.#decoder.push(chunk);
+    } catch (error) {
+      return this.#decodingFailed(error, true);
+    }
+    this.#takeAll(decoded);
+  }
+
+  responseEnd(): void {
+    if (this.#decoder !== undefined && !this.#takeRest(true)) return;
+    if (this.#state === "live-sse") this.#conclude(this.#sse!.finish(), true);
+    else if (this.#state === "collect" || this.#state === "sniff") this.#concludeCollected(true);
+  }
+
+  responseError(error: unknown): void {
+    if (this.#state === "done" || this.#state === "headers") return this.#end();
+    // A body decoded whole may hold its usage already (a stream cancelled right after [DONE]).
+    this.#finishWholeBody();
+    if (!this.#recorded && isConnectionLoss(error)) {
+      this.#deps.warn(`${this.#describe()}: the connection closed before the response was complete; no row written`);
+    }
+    // Cancelled or aborted by the app before the usage arrived: not a problem, nothing to say.
+    this.#end();
+  }
+
+  /** The process is exiting with this stream still open: record what has arrived. */
+  finishAtExit(): void {
+    this.#finishWholeBody();
+  }
+
+  /** Decodes what the whole-body fallback decoder holds of a stream cut short, and records its usage. */
+  #finishWholeBody(): void {
+    if (this.#decoder === undefined || this.#decoder.incremental || (this.#state !== "live-sse" && this.#state !== "sniff")) return;
+    if (!this.#takeRest(false)) return;
+    if (this.#state === "live-sse") this.#conclude(this.#sse!.finish(), false);
+    else this.#end();
+  }
+
+  /** Feeds what the decoder still holds; false when the call is over (decoding failed, or recorded). */
+  #takeRest(complete: boolean): boolean {
+    if (this.#state === "done" || this.#state === "headers") return false;
+    let decoded: Buffer[];
+    try {
+      decoded = this.#decoder!.end();
+    } catch (error) {
+      this.#decodingFailed(error, complete);
+      return false;
+    }
+    this.#takeAll(decoded);
+    return this.#isOpen();
+  }
+
+  /** A method rather than a test of #state: TypeScript would keep its narrowing across calls. */
+  #isOpen(): boolean {
+    return this.#state !== "done";
+  }
+
+  #takeAll(decoded: readonly Buffer[]): void {
+    for (const piece of decoded) {
+      this.#take(piece);
+      if (this.#state === "done") return;
+    }
+  }
+
+  /** Bytes as the app reads them (decoded). */
+  #take(chunk: Uint8Array): void {
     if (this.#state === "sniff") {
       const sniffed = sniffKind(chunk);
       if (sniffed === undefined) return this.#collect(chunk);
@@ -112,29 +194,10 @@ export class ObservedCall implements ExchangeObserver {
     }
   }
 
-  responseEnd(): void {
-    if (this.#state === "live-sse") this.#conclude(this.#sse!.finish(), true);
-    else if (this.#state === "collect" || this.#state === "sniff") this.#concludeCollected(true);
-  }
-
-  responseError(error: unknown): void {
-    if (this.#state === "done" || this.#state === "headers") return this.#end();
-    // A compressed stream that was cancelled may hold its usage already (cancel right after [DONE]).
-    const recorded = this.#isCompressedStream() && this.#concludeCollected(false);
-    if (!recorded && isConnectionLoss(error)) {
-      this.#deps.warn(`${this.#describe()}: the connection closed before the response was complete; no row written`);
-    }
-    // Cancelled or aborted by the app before the usage arrived: not a problem, nothing to say.
+  #decodingFailed(error: unknown, complete: boolean): void {
+    const reason = error instanceof BodyTooLargeError ? error.message : `corrupt ${this.#codings.join(", ")} data`;
+    if (complete) this.#deps.warn(`${this.#describe()}: cannot decode the response body (${reason}); no row written`);
     this.#end();
-  }
-
-  /** The process is exiting with this stream still open: record what has arrived. */
-  finishAtExit(): void {
-    if (this.#isCompressedStream()) this.#concludeCollected(false);
-  }
-
-  #isCompressedStream(): boolean {
-    return this.#state === "collect" && this.#kind !== "json" && this.#codings.length > 0;
   }
 
   #startLiveSse(): void {
@@ -154,34 +217,21 @@ export class ObservedCall implements ExchangeObserver {
     this.#chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   }
 
-  /**
-   * Decodes and parses what was collected. `complete` is false for a stream cut short (cancelled,
-   * or the process is exiting): then a missing usage or undecodable tail is expected, not reported.
-   * Returns whether a row was recorded.
-   */
-  #concludeCollected(complete: boolean): boolean {
-    const raw = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+  /** Parses a body collected whole (JSON, or one too short to tell). */
+  #concludeCollected(complete: boolean): void {
+    const body = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
     this.#chunks = [];
-    let body: Buffer;
-    try {
-      body = decodeBody(raw, this.#codings, this.#deps.limits.maxBodyBytes);
-    } catch (error) {
-      const reason = error instanceof BodyTooLargeError ? error.message : `corrupt ${this.#codings.join(", ")} data`;
-      if (complete) this.#deps.warn(`${this.#describe()}: cannot decode the response body (${reason}); no row written`);
-      this.#end();
-      return false;
-    }
     const kind = this.#kind === "sniff" ? (sniffKind(body) ?? "sse") : this.#kind;
     const extraction =
       kind === "json" ? extractFromJson(body.toString("utf8")) : extractFromSse(body, this.#deps.limits.maxEventBytes);
-    return this.#conclude(extraction, complete);
+    this.#conclude(extraction, complete);
   }
 
-  /** Returns whether a row was recorded. */
-  #conclude(extraction: Extraction, warnIfMissing: boolean): boolean {
+  #conclude(extraction: Extraction, warnIfMissing: boolean): void {
     this.#end();
     switch (extraction.kind) {
       case "usage":
+        this.#recorded = true;
         this.#deps.record({
           endpoint: this.#endpoint.kind,
           server: this.#call.server,
@@ -189,16 +239,28 @@ export class ObservedCall implements ExchangeObserver {
           responseModel: extraction.model,
           counts: extraction.counts,
         });
-        return true;
+        return;
       case "malformed":
-        this.#deps.warn(`${this.#describe()}: ${this.#status} response ignored, ${extraction.reason}; no row written`);
-        return false;
+        this.#deps.warn(
+          this.#unknownEncoding !== undefined
+            ? this.#unknownEncodingWarning()
+            : `${this.#describe()}: ${this.#status} response ignored, ${extraction.reason}; no row written`,
+        );
+        return;
       case "none":
         if (warnIfMissing && this.#endpoint.usageExpected) {
-          this.#deps.warn(`${this.#describe()}: ${this.#status} response has no usage; no row written`);
+          this.#deps.warn(
+            this.#unknownEncoding !== undefined
+              ? this.#unknownEncodingWarning()
+              : `${this.#describe()}: ${this.#status} response has no usage; no row written`,
+          );
         }
-        return false;
+        return;
     }
+  }
+
+  #unknownEncodingWarning(): string {
+    return `${this.#describe()}: cannot decode content-encoding "${this.#unknownEncoding}", and the body as it came holds no usage; no row written`;
   }
 
   #requestModel(): string | undefined {
@@ -211,6 +273,7 @@ export class ObservedCall implements ExchangeObserver {
     this.#state = "done";
     this.#chunks = [];
     this.#sse = undefined;
+    this.#decoder?.close();
     this.#deps.openStreams.delete(this);
   }
 }
@@ -243,5 +306,12 @@ function firstNonSpace(bytes: Uint8Array): number | undefined {
 function isConnectionLoss(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
   const code = (error as { code?: unknown }).code;
-  return code === "UND_ERR_SOCKET" || code === "ECONNRESET" || code === "UND_ERR_RES_CONTENT_LENGTH_MISMATCH";
+  return (
+    code === "UND_ERR_SOCKET" ||
+    code === "ECONNRESET" ||
+    code === "UND_ERR_RES_CONTENT_LENGTH_MISMATCH" ||
+    // node:http2: the server reset the stream, or the session went away under it.
+    code === "ERR_HTTP2_STREAM_ERROR" ||
+    code === "ERR_HTTP2_SESSION_ERROR"
+  );
 }

@@ -1,5 +1,6 @@
 import type { ObserverFactory } from "./exchange.js";
 import { tapNodeHttp } from "./node-http.js";
+import { tapNodeHttp2 } from "./node-http2.js";
 import { tapUndici } from "./undici-diagnostics.js";
 
 /**
@@ -12,4 +13,4 @@ export type Tap = (observe: ObserverFactory, onInternalError: (error: unknown) =
  * Every in-process tap `install()` attaches. Each HTTP stack has one, and a call goes through exactly
  * one stack, so no call is seen twice. A new transport is one file here and one entry in this list.
  */
-export const TAPS: readonly Tap[] = [tapUndici, tapNodeHttp];
+export const TAPS: readonly Tap[] = [tapUndici, tapNodeHttp, tapNodeHttp2];

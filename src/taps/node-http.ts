@@ -1,4 +1,5 @@
 import type { ClientRequest, IncomingMessage } from "node:http";
+import type { Readable, Writable } from "node:stream";
 import { on, subscribeAll, type ChannelHandlers } from "./channels.js";
 import type { ExchangeObserver, ObserverFactory } from "./exchange.js";
 
@@ -73,16 +74,34 @@ export function tapNodeHttp(createObserver: ObserverFactory, onInternalError: (e
   return subscribeAll(handlers, onInternalError);
 }
 
-/** Forwards every `push` unchanged (same arguments, same return value), observing it first. */
-function wrapPush(response: IncomingMessage, exchange: Exchange, onInternalError: (error: unknown) => void): void {
+/** What wrapPush needs of an exchange: its observer, and a flag for the end it saw. */
+export interface PushedExchange {
+  readonly observer: ExchangeObserver;
+  ended: boolean;
+}
+
+/**
+ * Forwards every `push` of this readable instance unchanged (same arguments, same return value),
+ * observing it first. Used for node:http responses and node:http2 client streams alike: both hand
+ * each body chunk to `push`, and `null` at the end, whatever the consumer does later.
+ */
+export function wrapPush(
+  response: Readable,
+  exchange: PushedExchange,
+  onInternalError: (error: unknown) => void,
+  /** Why a `push(null)` came, when it is not always a complete body: undefined for a normal end. */
+  cutShort: () => unknown = () => undefined,
+): void {
   const { observer } = exchange;
   const original = response.push;
-  response.push = function (this: IncomingMessage, ...args: Parameters<IncomingMessage["push"]>): boolean {
+  response.push = function (this: Readable, ...args: Parameters<Readable["push"]>): boolean {
     try {
       const chunk: unknown = args[0];
       if (chunk === null) {
         exchange.ended = true;
-        observer.responseEnd();
+        const reason = cutShort();
+        if (reason === undefined) observer.responseEnd();
+        else observer.responseError(reason);
       } else if (chunk instanceof Uint8Array) {
         observer.responseData(chunk);
       } else if (typeof chunk === "string") {
@@ -108,7 +127,8 @@ function wrapDestroy(request: ClientRequest, exchange: Exchange): void {
   };
 }
 
-function wrapBodyWrites(request: ClientRequest, observer: ExchangeObserver, onInternalError: (error: unknown) => void): void {
+/** Observes the request body written to this instance (`write` and `end`), forwarding each call unchanged. */
+export function wrapBodyWrites(request: Writable, observer: ExchangeObserver, onInternalError: (error: unknown) => void): void {
   for (const name of ["write", "end"] as const) {
     const original = request[name] as (...args: unknown[]) => unknown;
     (request as unknown as Record<string, unknown>)[name] = function (this: unknown, ...args: unknown[]): unknown {

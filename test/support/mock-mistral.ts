@@ -6,16 +6,23 @@
  * Layout: flag parsing -> pure body / SSE builders -> one writer that applies
  * encoding, chunking and delays -> the request handler and its route table.
  *
+ * With `http2: true` it serves HTTP/2 over TLS (and HTTP/1.1 to clients that do not offer h2), with
+ * a self-signed certificate for 127.0.0.1 (test/support/tls.ts); clients trust it through
+ * `NODE_EXTRA_CA_CERTS=<mock.caFile>`.
+ *
  * Standalone: `node --import tsx test/support/mock-mistral.ts [--port N] [--defaults FLAGS]`
  * prints `{"url":"http://127.0.0.1:PORT"}` and serves until SIGTERM/SIGINT.
  */
 import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createH2cServer, createSecureServer } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
+import { testCertificate } from './tls.js';
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -44,11 +51,15 @@ export interface ReceivedRequest {
   method: string;
   path: string;
   headers: IncomingHttpHeaders;
+  /** `1.1`, or `2.0` for an HTTP/2 request. */
+  httpVersion: string;
 }
 
 export interface MockMistral {
-  /** `http://127.0.0.1:PORT`, no trailing slash. */
+  /** `http://127.0.0.1:PORT` (`https://` with `http2`), no trailing slash. */
   url: string;
+  /** With `http2`: the PEM file of the server's self-signed certificate, for NODE_EXTRA_CA_CERTS. */
+  caFile?: string;
   /** `127.0.0.1:PORT` */
   hostPort: string;
   port: number;
@@ -70,6 +81,11 @@ export interface StartOptions {
   defaults?: string;
   /** Port to listen on (default 0: an ephemeral port). */
   port?: number;
+  /**
+   * `true`: serve HTTP/2 over TLS (HTTP/1.1 too, for clients that do not offer h2 in ALPN).
+   * `'h2c'`: cleartext HTTP/2 only (prior knowledge, as `http2.connect('http://...')` speaks it).
+   */
+  http2?: boolean | 'h2c';
 }
 
 export type Encoding = 'identity' | 'gzip' | 'deflate' | 'br' | 'zstd';
@@ -94,6 +110,8 @@ export interface MockFlags {
   nocontenttype: boolean;
   /** Model name to put in the response instead of echoing the request. */
   model?: string;
+  /** `content-encoding` to announce on an identity body (`utf-8`, `none`, `compress`). */
+  label?: string;
 }
 
 export type EndpointKind =
@@ -106,7 +124,8 @@ export type EndpointKind =
   | 'conversations'
   | 'transcriptions'
   | 'speech'
-  | 'models';
+  | 'models'
+  | 'ocr';
 
 export interface SseEvent {
   event?: string;
@@ -229,6 +248,11 @@ export function parseFlags(spec: string): Partial<MockFlags> {
         if (!value) throw new FlagError('mock flag model needs a value: model=NAME');
         out.model = value;
         break;
+      case 'label':
+        // A content-encoding header that names a coding no client decodes; the body stays as it is.
+        if (!value) throw new FlagError('mock flag label needs a value: label=CODING');
+        out.label = value;
+        break;
       default:
         if (!isBooleanFlag(name)) throw new FlagError(`unknown mock flag ${JSON.stringify(name)}`);
         if (value === undefined || value === '1' || value === 'true') out[name] = true;
@@ -252,18 +276,35 @@ export interface ParsedPath {
   flagSpec: string;
 }
 
-/** Split a pathname at the first `/v1/`; null when there is none. */
+/**
+ * Split a pathname at the first `/v1/`. Without one, a gateway shape: the endpoint at the end of
+ * the path (`/chat/completions`, Azure AI Foundry's `/models/chat/completions`), with everything
+ * before it as the prefix. Null when there is neither.
+ */
 export function parsePath(pathname: string): ParsedPath | null {
   const at = pathname.indexOf('/v1/');
-  if (at === -1) return null;
-  const prefix = pathname.slice(0, at);
+  let prefix: string;
+  let endpoint: string;
+  if (at !== -1) {
+    prefix = pathname.slice(0, at);
+    endpoint = pathname.slice(at + 4).replace(/\/+$/, '');
+  } else {
+    const trimmed = pathname.replace(/\/+$/, '');
+    const found = GATEWAY_ENDPOINTS.find((candidate) => trimmed === `/${candidate}` || trimmed.endsWith(`/${candidate}`));
+    if (found === undefined) return null;
+    prefix = trimmed.slice(0, trimmed.length - found.length - 1);
+    endpoint = found;
+  }
   const segments = prefix.split('/');
   const specs: string[] = [];
   for (let i = 0; i < segments.length - 1; i++) {
     if (segments[i] === 'mock') specs.push(decodeURIComponent(segments[i + 1] ?? ''));
   }
-  return { prefix, endpoint: pathname.slice(at + 4).replace(/\/+$/, ''), flagSpec: specs.join(',') };
+  return { prefix, endpoint, flagSpec: specs.join(',') };
 }
+
+/** Endpoints a gateway serves without `/v1/` (longest first, so `chat/completions` wins over nothing shorter). */
+const GATEWAY_ENDPOINTS = ['chat/completions', 'fim/completions', 'embeddings', 'ocr'];
 
 // ---------------------------------------------------------------------------
 // Pure builders: usage, JSON bodies, SSE events
@@ -431,7 +472,24 @@ export function buildJsonBody(ctx: ResponseContext): Record<string, unknown> {
       return { audio_data: audioBytes(n) };
     case 'models':
       return buildModelList();
+    case 'ocr':
+      return buildOcrBody();
   }
+}
+
+/**
+ * `POST /v1/ocr` as the spec shapes it: pages, and `usage_info` with pages and bytes, no tokens.
+ * It also carries a token-shaped `usage` object, as a gateway might add one: a logger that counted
+ * OCR would have to invent a mapping from these, so no row may come of it.
+ */
+export function buildOcrBody(): Record<string, unknown> {
+  return {
+    pages: [{ index: 0, markdown: `# Page 1\n\n${REPLY_TEXT}`, images: [], dimensions: { dpi: 200, height: 2200, width: 1700 } }],
+    model: 'mistral-ocr-2505',
+    document_annotation: null,
+    usage_info: { pages_processed: 24, doc_size_bytes: 12640953 },
+    usage: { prompt_tokens: 1000, completion_tokens: 0, total_tokens: 1000 },
+  };
 }
 
 export function buildModelList(): Record<string, unknown> {
@@ -723,7 +781,9 @@ class RawWriter {
   }
 
   get alive(): boolean {
-    return !this.clientGone && !this.res.destroyed;
+    // An HTTP/2 compatibility response has no `destroyed` of its own: its stream has.
+    const stream = (this.res as { stream?: { destroyed: boolean } }).stream;
+    return !this.clientGone && !this.res.destroyed && stream?.destroyed !== true;
   }
 
   /** Returns false when the client is gone. */
@@ -762,6 +822,7 @@ function baseHeaders(flags: MockFlags, contentType: string): Record<string, stri
   const headers: Record<string, string> = {};
   if (!flags.nocontenttype) headers['content-type'] = contentType;
   if (flags.encoding !== 'identity') headers['content-encoding'] = flags.encoding;
+  else if (flags.label !== undefined) headers['content-encoding'] = flags.label;
   return headers;
 }
 
@@ -857,6 +918,7 @@ const ROUTES: readonly Route[] = [
   { method: 'POST', pattern: /^audio\/transcriptions$/, kind: 'transcriptions' },
   { method: 'POST', pattern: /^audio\/speech$/, kind: 'speech' },
   { method: 'GET', pattern: /^models$/, kind: 'models' },
+  { method: 'POST', pattern: /^ocr$/, kind: 'ocr' },
 ];
 
 interface RequestInfo {
@@ -948,7 +1010,7 @@ export async function startMockMistral(options: StartOptions = {}): Promise<Mock
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const method = req.method ?? 'GET';
     const pathname = new URL(req.url ?? '/', 'http://mock').pathname;
-    requests.push({ method, path: pathname, headers: req.headers });
+    requests.push({ method, path: pathname, headers: req.headers, httpVersion: req.httpVersion });
     const parsed = parsePath(pathname);
     let flags: MockFlags;
     try {
@@ -968,10 +1030,11 @@ export async function startMockMistral(options: StartOptions = {}): Promise<Mock
       req.resume();
       return sendError(res, errorReply(405, 0, 'Method Not Allowed'), flags);
     }
-    if (route.kind === 'models') {
+    if (route.kind === 'models' || route.kind === 'ocr') {
       req.resume();
       if (flags.status !== undefined) return sendError(res, errorReply(flags.status, 0), flags);
-      await sendJsonText(res, 200, JSON.stringify(buildModelList()), flags);
+      // Neither carries token usage: never an entry in `served`.
+      await sendJsonText(res, 200, JSON.stringify(route.kind === 'ocr' ? buildOcrBody() : buildModelList()), flags);
       return;
     }
 
@@ -1024,13 +1087,25 @@ export async function startMockMistral(options: StartOptions = {}): Promise<Mock
     if (complete && carriesUsage) record(false);
   };
 
-  const server: Server = createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       // A bug in the mock must be loud, not a hung test.
       console.error('mock-mistral: handler failed', err);
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(`mock-mistral internal error: ${String(err)}`);
     });
+  };
+  const certificate = options.http2 === true ? testCertificate() : undefined;
+  // The HTTP/2 compatibility API hands the handler objects with the same methods the mock uses.
+  const server: Server | ReturnType<typeof createSecureServer> | ReturnType<typeof createH2cServer> = certificate
+    ? createSecureServer({ key: certificate.key, cert: certificate.cert, allowHTTP1: true }, onRequest as never)
+    : options.http2 === 'h2c'
+      ? createH2cServer(onRequest as never)
+      : createServer({ keepAliveTimeout: 5000 }, onRequest);
+  const sockets = new Set<Socket>();
+  server.on(certificate ? 'secureConnection' : 'connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -1044,7 +1119,8 @@ export async function startMockMistral(options: StartOptions = {}): Promise<Mock
   let closing: Promise<void> | undefined;
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${certificate ? 'https' : 'http'}://127.0.0.1:${port}`,
+    ...(certificate ? { caFile: certificate.certFile } : {}),
     hostPort: `127.0.0.1:${port}`,
     port,
     served,
@@ -1055,8 +1131,8 @@ export async function startMockMistral(options: StartOptions = {}): Promise<Mock
     close: () =>
       (closing ??= new Promise<void>((resolve, reject) => {
         server.close((err) => (err ? reject(err) : resolve()));
-        // Keep-alive sockets and hanging streams would otherwise keep close() pending.
-        server.closeAllConnections();
+        // Keep-alive sockets, HTTP/2 sessions and hanging streams would otherwise keep close() pending.
+        for (const socket of sockets) socket.destroy();
       })),
   };
 }

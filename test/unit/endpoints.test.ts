@@ -211,7 +211,7 @@ describe("HostMatcher", () => {
 });
 
 describe("matchRequest", () => {
-  const hosts = new HostMatcher(["127.0.0.1:8080"]);
+  const hosts = new HostMatcher(["127.0.0.1:8080", "gw.local"]);
 
   const cases: Array<[string, string, string, EndpointKind | undefined]> = [
     // origin, path, method, expected
@@ -248,6 +248,40 @@ describe("matchRequest", () => {
     ["https://api.mistral.ai", "http://example.com/v1/chat/completions", "POST", undefined],
     ["http://proxy.corp:3128", "https://api.mistral.ai/v1/models?x=/v1/chat/completions", "POST", undefined],
     ["http://proxy.corp:3128", "http://[invalid/v1/chat/completions", "POST", undefined],
+    // Gateway shapes, on configured hosts only (gw.local, 127.0.0.1:8080): an OpenAI client whose
+    // base URL lacks /v1, LiteLLM-style gateways.
+    ["http://gw.local", "/chat/completions", "POST", "chat"],
+    ["http://gw.local", "/chat/completions/", "POST", "chat"],
+    ["http://gw.local", "/embeddings", "POST", "embeddings"],
+    ["http://gw.local", "/litellm/fim/completions", "POST", "fim"],
+    ["http://gw.local", "/openai/v2/chat/completions", "POST", "chat"],
+    ["http://gw.local", "/conversations/conv_1/restart", "POST", "conversations"],
+    ["http://gw.local", "/audio/speech", "POST", "speech"],
+    // Azure AI Foundry: /models/chat/completions?api-version=...
+    ["http://127.0.0.1:8080", "/models/chat/completions?api-version=2024-05-01-preview", "POST", "chat"],
+    ["http://127.0.0.1:8080", "/models/embeddings?api-version=2024-05-01-preview", "POST", "embeddings"],
+    ["http://proxy.corp:3128", "http://gw.local/models/chat/completions?api-version=1", "POST", "chat"],
+    // Still out: listings, other endpoints, other methods, lookalikes.
+    ["http://gw.local", "/v1/models", "GET", undefined],
+    ["http://gw.local", "/models", "POST", undefined],
+    ["http://gw.local", "/models/mistral-small-latest", "POST", undefined],
+    ["http://gw.local", "/models/chat/completions", "GET", undefined],
+    ["http://gw.local", "/v1/ocr", "POST", undefined],
+    ["http://gw.local", "/ocr", "POST", undefined],
+    ["http://gw.local", "/files", "POST", undefined],
+    ["http://gw.local", "/xchat/completions", "POST", undefined],
+    ["http://gw.local", "/chat/completionsX", "POST", undefined],
+    ["http://gw.local", "/chat/completions/extra", "POST", undefined],
+    ["http://gw.local", "/conversations/conv_1/history", "POST", undefined],
+    ["http://gw.local", "/health?next=/chat/completions", "POST", undefined],
+    // Not a configured host: no gateway shapes.
+    ["http://other.local", "/chat/completions", "POST", undefined],
+    // mistral.ai itself keeps the API's own shape: the endpoint right after /v1/.
+    ["https://api.mistral.ai", "/chat/completions", "POST", undefined],
+    ["https://api.mistral.ai", "/models/chat/completions", "POST", undefined],
+    ["https://api.mistral.ai", "/v2/chat/completions", "POST", undefined],
+    ["http://proxy.corp:3128", "https://api.mistral.ai/chat/completions", "POST", undefined],
+    ["https://api.mistral.ai", "/v1/chat/completions", "POST", "chat"],
   ];
 
   for (const [origin, path, method, expected] of cases) {

@@ -17,6 +17,7 @@ export const utf8 = (text: string): Buffer => Buffer.from(text, "utf8");
 // zstd arrived in Node 22.15 / 23.8; @types/node 20 does not declare it.
 interface ZstdZlib {
   zstdCompressSync?(data: Buffer, options?: { finishFlush?: number }): Buffer;
+  createZstdCompress?(): zlib.Zlib & NodeJS.ReadWriteStream;
   constants: { ZSTD_e_flush?: number };
 }
 const zstd = zlib as unknown as ZstdZlib;
@@ -27,6 +28,36 @@ export interface Compression {
   whole(data: Buffer): Buffer;
   /** A stream flushed but not finished: what has arrived when the app cancels mid-stream. */
   flushed(data: Buffer): Buffer;
+  /**
+   * One stream, flushed after each segment as a server flushes after each event, then finished:
+   * the bytes sent for each segment (the last entry is the end of the stream).
+   */
+  segments(data: readonly Buffer[]): Promise<Buffer[]>;
+}
+
+/** Compresses segment by segment with a streaming compressor, flushing after each. */
+async function streamSegments(compressor: zlib.Zlib & NodeJS.ReadWriteStream, data: readonly Buffer[], flushKind?: number): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  let pending: Buffer[] = [];
+  compressor.on("data", (chunk: Buffer) => pending.push(chunk));
+  const take = (): Buffer => {
+    const bytes = Buffer.concat(pending);
+    pending = [];
+    return bytes;
+  };
+  for (const segment of data) {
+    compressor.write(segment);
+    await new Promise<void>((resolve) => (flushKind === undefined ? compressor.flush(() => resolve()) : compressor.flush(flushKind, () => resolve())));
+    await new Promise((resolve) => setImmediate(resolve));
+    out.push(take());
+  }
+  await new Promise<void>((resolve) => {
+    compressor.once("end", () => resolve());
+    compressor.end();
+    compressor.resume();
+  });
+  out.push(take());
+  return out;
 }
 
 /** One per coding (deflateRaw: the raw deflate that some servers send as "deflate"). */
@@ -34,22 +65,27 @@ export const COMPRESS: Readonly<Record<"gzip" | "deflate" | "deflateRaw" | "br" 
   gzip: {
     whole: (data) => zlib.gzipSync(data),
     flushed: (data) => zlib.gzipSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+    segments: (data) => streamSegments(zlib.createGzip(), data, zlib.constants.Z_SYNC_FLUSH),
   },
   deflate: {
     whole: (data) => zlib.deflateSync(data),
     flushed: (data) => zlib.deflateSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+    segments: (data) => streamSegments(zlib.createDeflate(), data, zlib.constants.Z_SYNC_FLUSH),
   },
   deflateRaw: {
     whole: (data) => zlib.deflateRawSync(data),
     flushed: (data) => zlib.deflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+    segments: (data) => streamSegments(zlib.createDeflateRaw(), data, zlib.constants.Z_SYNC_FLUSH),
   },
   br: {
     whole: (data) => zlib.brotliCompressSync(data),
     flushed: (data) => zlib.brotliCompressSync(data, { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH }),
+    segments: (data) => streamSegments(zlib.createBrotliCompress(), data),
   },
   zstd: {
     whole: (data) => zstd.zstdCompressSync!(data),
     flushed: (data) => zstd.zstdCompressSync!(data, { finishFlush: zstd.constants.ZSTD_e_flush! }),
+    segments: (data) => streamSegments(zstd.createZstdCompress!(), data),
   },
 };
 

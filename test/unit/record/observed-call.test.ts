@@ -3,6 +3,7 @@ import { describe, test } from "node:test";
 import zlib from "node:zlib";
 import { endpointForPath, type Endpoint } from "../../../src/endpoints.js";
 import { ObservedCall, type CallDeps, type Limits } from "../../../src/record/observed-call.js";
+import { setNativeHandlesUsableForTests } from "../../../src/decode/stream-decoder.js";
 import { loggedModel, UNKNOWN_MODEL } from "../../../src/record/usage-event.js";
 import type { UsageCounts } from "../../../src/extract/counts.js";
 import type { ResponseHead } from "../../../src/taps/exchange.js";
@@ -117,8 +118,21 @@ const connectionLoss = (code = "UND_ERR_SOCKET") => Object.assign(new Error("oth
 
 // Compression as a server would apply it: a finished body, or a stream flushed but not finished
 // (what has arrived when the app cancels mid-stream).
-type Codec = { header: string; finished: (data: Buffer) => Buffer; flushed: (data: Buffer) => Buffer; skip: string | false };
-const codec = (header: string, { whole, flushed }: Compression, skip: string | false = false): Codec => ({ header, finished: whole, flushed, skip });
+type Codec = {
+  header: string;
+  finished: (data: Buffer) => Buffer;
+  flushed: (data: Buffer) => Buffer;
+  /** One compressed stream, flushed after each segment, as a server streams events: the bytes of each. */
+  flushedSegments: (segments: readonly Buffer[]) => Promise<Buffer[]>;
+  skip: string | false;
+};
+const codec = (header: string, { whole, flushed, segments }: Compression, skip: string | false = false): Codec => ({
+  header,
+  finished: whole,
+  flushed,
+  flushedSegments: segments,
+  skip,
+});
 const CODECS: Codec[] = [
   codec("gzip", COMPRESS.gzip),
   codec("x-gzip", COMPRESS.gzip),
@@ -134,6 +148,7 @@ const CODECS: Codec[] = [
       zlib.brotliCompressSync(zlib.gzipSync(d, { finishFlush: zlib.constants.Z_SYNC_FLUSH }), {
         finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH,
       }),
+    flushedSegments: async (segments) => COMPRESS.br.segments(await COMPRESS.gzip.segments(segments)),
     skip: false,
   },
 ];
@@ -590,16 +605,27 @@ describe("compressed responses", () => {
         assert.deepEqual(h.warnings, []);
       });
 
-      test("SSE: open while it runs, recorded at responseEnd", () => {
+      test("SSE: decoded as it arrives, recorded the moment its usage event is complete", async () => {
         const h = observe();
         h.call.responseStart(head(SSE_TYPE, contentEncoding(codec)));
-        assert.ok(h.openStreams.has(h.call));
-        for (const chunk of chunksOf(codec.finished(utf8(CHAT_SSE)), 16)) h.call.responseData(chunk);
-        assert.equal(h.records.length, 0, "decoded only at the end");
+        assert.equal(h.openStreams.size, 0, "nothing left to do at exit");
+        // Each event flushed as a server streams it: the usage event arrives before [DONE] and the end.
+        const events = CHAT_SSE_EVENTS.map((event) => utf8(sseStream([event])));
+        const usageAt = CHAT_SSE_EVENTS.findIndex((event) => event.includes('"usage"'));
+        const compressed = await codec.flushedSegments(events);
+        for (let i = 0; i <= usageAt; i++) for (const chunk of chunksOf(compressed[i]!, 16)) h.call.responseData(chunk);
+        assert.deepEqual(h.records, [record("mistral-small-latest", CHAT_USAGE)], "recorded before the stream ends");
+        for (let i = usageAt + 1; i < compressed.length; i++) h.call.responseData(compressed[i]!);
         h.call.responseEnd();
+        assert.equal(h.records.length, 1);
+        assert.deepEqual(h.warnings, []);
+      });
+
+      test("SSE: a whole compressed stream in 16-byte chunks, then its end: one record", () => {
+        const h = observe();
+        respond(h, head(SSE_TYPE, contentEncoding(codec)), chunksOf(codec.finished(utf8(CHAT_SSE)), 16));
         assert.deepEqual(h.records, [record("mistral-small-latest", CHAT_USAGE)]);
         assert.deepEqual(h.warnings, []);
-        assert.equal(h.openStreams.size, 0);
       });
 
       test("SSE cancelled after [DONE] (flushed, not finished): recorded at responseError", () => {
@@ -612,15 +638,15 @@ describe("compressed responses", () => {
         assert.equal(h.openStreams.size, 0);
       });
 
-      test("SSE still open at exit: recorded by finishAtExit()", () => {
+      test("SSE still open: recorded before it ends, nothing left for finishAtExit()", () => {
         const h = observe("/v1/conversations");
         h.call.responseStart(head(SSE_TYPE, contentEncoding(codec)));
         for (const chunk of chunksOf(codec.flushed(utf8(CONVERSATION_SSE)), 16)) h.call.responseData(chunk);
-        assert.ok(h.openStreams.has(h.call));
-        h.call.finishAtExit();
         assert.deepEqual(h.records, [record("mistral-medium-latest", CONVERSATION_USAGE)]);
-        assert.deepEqual(h.warnings, []);
         assert.equal(h.openStreams.size, 0);
+        h.call.finishAtExit();
+        assert.equal(h.records.length, 1);
+        assert.deepEqual(h.warnings, []);
       });
 
       test("SSE cancelled before the usage: no record, no warning", () => {
@@ -638,8 +664,8 @@ describe("compressed responses", () => {
   test("x-gzip SSE without content-type is sniffed after decoding", () => {
     const h = observe();
     h.call.responseStart(head(undefined, "x-gzip"));
-    assert.ok(h.openStreams.has(h.call), "an unknown body kind may be a stream");
     h.call.responseData(zlib.gzipSync(utf8(CHAT_SSE)));
+    assert.equal(h.records.length, 1, "read live once sniffed");
     h.call.responseEnd();
     assert.deepEqual(h.records, [record("mistral-small-latest", CHAT_USAGE)]);
   });
@@ -727,29 +753,126 @@ describe("compressed responses", () => {
     ]);
   });
 
-  test("compressed bytes over maxBodyBytes: one warning, no record, not left open", () => {
+  test("a compressed stream over maxBodyBytes once decoded: one warning, no record, not left open", () => {
     const h = observe("/v1/chat/completions", { maxBodyBytes: 200 });
     const random = Buffer.from(Array.from({ length: 2000 }, (_, i) => (i * 7919) % 251));
     respond(h, head(SSE_TYPE, "gzip"), chunksOf(zlib.gzipSync(random), 64));
     assert.deepEqual(h.records, []);
-    assert.equal(h.warnings.length, 1);
-    assert.match(h.warnings[0]!, /response body larger than 200 bytes/);
+    assert.deepEqual(h.warnings, ["POST /v1/chat/completions: cannot decode the response body (larger than 200 bytes once decoded); no row written"]);
     assert.equal(h.openStreams.size, 0);
   });
 
-  describe("an unknown content-encoding: one warning, no record", () => {
+  test("a decompression bomb in one chunk of a stream: stopped at the limit, one warning", () => {
+    const h = observe("/v1/chat/completions", { maxBodyBytes: 64 * 1024 });
+    const bomb = zlib.gzipSync(Buffer.alloc(64 << 20, 0x0a));
+    assert.ok(bomb.length < 100_000);
+    respond(h, head(SSE_TYPE, "gzip"), [bomb]);
+    assert.deepEqual(h.records, []);
+    assert.deepEqual(h.warnings, ["POST /v1/chat/completions: cannot decode the response body (larger than 65536 bytes once decoded); no row written"]);
+  });
+
+  describe("an unknown content-encoding whose body is not readable as it came: one warning, no record", () => {
     const headers = ["compress", "gzip, foo", "sdch", ...(hasZstd ? [] : ["zstd"])];
     for (const header of headers) {
       test(header, () => {
         const h = observe();
         respond(h, head(SSE_TYPE, header), BINARY_GARBAGE);
         assert.deepEqual(h.records, []);
-        assert.equal(h.warnings.length, 1);
         const name = header.includes("foo") ? "foo" : header;
-        assert.equal(h.warnings[0], `POST /v1/chat/completions: cannot decode content-encoding "${name}"; no row written`);
+        assert.deepEqual(h.warnings, [
+          `POST /v1/chat/completions: cannot decode content-encoding "${name}", and the body as it came holds no usage; no row written`,
+        ]);
         assert.equal(h.openStreams.size, 0);
       });
     }
+    test("gzip, foo (undici then decodes neither): the gzip bytes as they came hold no usage", () => {
+      const h = observe();
+      respond(h, head(JSON_TYPE, "gzip, foo"), gzip.finished(utf8(CHAT_JSON)));
+      assert.deepEqual(h.records, []);
+      assert.equal(h.warnings.length, 1);
+      assert.match(h.warnings[0]!, /cannot decode content-encoding "foo"/);
+    });
+  });
+
+  // undici skips every coding once one is unknown and hands the body over as it came; node:http
+  // clients that do not know a coding do the same. So the app reads the usage: so do we.
+  describe("an unknown content-encoding on a plain body: read as it came, recorded", () => {
+    for (const header of ["utf-8", "none", "compress", "UTF-8", "identity, utf-8"]) {
+      test(`${header}: JSON`, () => {
+        const h = observe();
+        respond(h, head(JSON_TYPE, header), CHAT_JSON);
+        assert.deepEqual(h.records, [record("mistral-small-latest", CHAT_JSON_USAGE)]);
+        assert.deepEqual(h.warnings, []);
+      });
+      test(`${header}: SSE, recorded live`, () => {
+        const h = observe();
+        h.call.responseStart(head(SSE_TYPE, header));
+        h.call.responseData(utf8(CHAT_SSE));
+        assert.deepEqual(h.records, [record("mistral-small-latest", CHAT_USAGE)]);
+        h.call.responseEnd();
+        assert.deepEqual(h.warnings, []);
+      });
+    }
+  });
+
+  test("more than five codings: refused, as undici refuses them", () => {
+    const h = observe();
+    respond(h, head(JSON_TYPE, "identity, gzip, gzip, gzip, gzip, gzip, gzip"), CHAT_JSON);
+    assert.deepEqual(h.records, []);
+    assert.deepEqual(h.warnings, ['POST /v1/chat/completions: cannot decode content-encoding "identity, gzip, gzip, gzip, gzip, gzip, gzip"; no row written']);
+  });
+
+  // A Node whose zlib objects lack the synchronous handle interface gets the decoding of PR #1's time:
+  // the body is collected and decoded whole at its end, at a cancel, or at exit.
+  describe("the whole-body fallback", () => {
+    const withFallback = (name: string, body: () => void): void => {
+      test(name, () => {
+        setNativeHandlesUsableForTests(false);
+        try {
+          body();
+        } finally {
+          setNativeHandlesUsableForTests(undefined);
+        }
+      });
+    };
+    for (const codec of CODECS.filter((c) => c.skip === false)) {
+      withFallback(`${codec.header}: SSE recorded at its end`, () => {
+        const h = observe();
+        h.call.responseStart(head(SSE_TYPE, contentEncoding(codec)));
+        assert.ok(h.openStreams.has(h.call));
+        for (const chunk of chunksOf(codec.finished(utf8(CHAT_SSE)), 16)) h.call.responseData(chunk);
+        assert.equal(h.records.length, 0, "decoded only at the end");
+        h.call.responseEnd();
+        assert.deepEqual(h.records, [record("mistral-small-latest", CHAT_USAGE)]);
+        assert.equal(h.openStreams.size, 0);
+      });
+      withFallback(`${codec.header}: SSE still open at exit, recorded by finishAtExit()`, () => {
+        const h = observe("/v1/conversations");
+        h.call.responseStart(head(SSE_TYPE, contentEncoding(codec)));
+        for (const chunk of chunksOf(codec.flushed(utf8(CONVERSATION_SSE)), 16)) h.call.responseData(chunk);
+        h.call.finishAtExit();
+        assert.deepEqual(h.records, [record("mistral-medium-latest", CONVERSATION_USAGE)]);
+        assert.deepEqual(h.warnings, []);
+        assert.equal(h.openStreams.size, 0);
+      });
+      withFallback(`${codec.header}: SSE cancelled after [DONE], recorded at responseError`, () => {
+        const h = observe();
+        respond(h, head(SSE_TYPE, contentEncoding(codec)), chunksOf(codec.flushed(utf8(CHAT_SSE)), 16), { error: new DOMException("aborted", "AbortError") });
+        assert.deepEqual(h.records, [record("mistral-small-latest", CHAT_USAGE)]);
+      });
+      withFallback(`${codec.header}: JSON recorded at its end`, () => {
+        const h = observe();
+        respond(h, head(JSON_TYPE, contentEncoding(codec)), codec.finished(utf8(CHAT_JSON)));
+        assert.deepEqual(h.records, [record("mistral-small-latest", CHAT_JSON_USAGE)]);
+      });
+    }
+    withFallback("compressed bytes over maxBodyBytes: one warning", () => {
+      const h = observe("/v1/chat/completions", { maxBodyBytes: 200 });
+      const random = Buffer.from(Array.from({ length: 2000 }, (_, i) => (i * 7919) % 251));
+      respond(h, head(SSE_TYPE, "gzip"), chunksOf(zlib.gzipSync(random), 64));
+      assert.deepEqual(h.warnings, ["POST /v1/chat/completions: cannot decode the response body (larger than 200 bytes before decoding); no row written"]);
+      assert.equal(h.openStreams.size, 0);
+    });
   });
 
   test("identity content-encoding is plain", () => {
@@ -878,7 +1001,7 @@ describe("lifecycle: at most one record per call", () => {
     assert.deepEqual(h.warnings, []);
   });
 
-  test("a compressed stream finished at exit, then ended: one record", () => {
+  test("a compressed stream recorded live, finished at exit, then ended: one record", () => {
     const h = observe();
     h.call.responseStart(head(SSE_TYPE, "gzip"));
     h.call.responseData(gzip.flushed(utf8(CHAT_SSE)));
