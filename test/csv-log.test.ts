@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { parse as parseCsvStrict } from 'csv-parse/sync';
 import { CONTENT_PIECES, REPLY_TEXT } from './support/mock-mistral.js';
 import type { MockMistral, ServedResponse } from './support/mock-mistral.js';
-import { LOG_HEADER, LOG_TIMESTAMP, mockFor, ourLines, registerPath, rowTail, runApp, tempDirFor } from './support/run-app.js';
+import { LOG_HEADER, LOG_TIMESTAMP, mockFor, ourLines, registerPath, repoRoot, rowTail, runApp, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
 // ---------------------------------------------------------------------------
@@ -729,4 +729,41 @@ console.log(await chat('second-model'));
       await assertNoLitter(dir, expectedFiles);
     });
   }
+});
+
+// ---------------------------------------------------------------------------
+// 9. install() in code while the preload is active
+// ---------------------------------------------------------------------------
+
+describe('install() called by the app while the preload is already active', () => {
+  const indexUrl = pathToFileURL(join(repoRoot, 'dist', 'src', 'index.js')).href;
+  it('warns once that its logPath is ignored, and rows go on to the active log', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    const result = await run({
+      dir,
+      mock,
+      log,
+      env: { INDEX_URL: indexUrl },
+      source: String.raw`
+const { install } = await import(process.env.INDEX_URL);
+const uninstall = install({ logPath: 'other.csv' });
+install({ logPath: 'other.csv' });
+install(); // asks for nothing different: silent
+console.log(await chat());
+uninstall(); // a no-op: the preload stays
+console.log(await chat());
+`,
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `${REPLY_TEXT}\n${REPLY_TEXT}\n`);
+    assert.deepEqual(ourLines(result.stderr), [
+      `mistral-usage-log: install() was called while mistral-usage-log is already active in this thread (the preload?), so logPath ${JSON.stringify(join(dir, 'other.csv'))} is ignored (usage goes to ${log})`,
+    ]);
+    const served = await mock.waitForServed(2);
+    const raw = await readFile(log, 'utf8');
+    assertRows(raw.slice(HEADER.length + 1), served);
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+  });
 });
