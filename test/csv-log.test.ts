@@ -535,12 +535,18 @@ describe('model names that a spreadsheet would run, or that need quoting', () =>
       { model: '+SUM(A1:A9)', logged: "'+SUM(A1:A9)", line: "'+SUM(A1:A9)" },
       { model: '-2', logged: "'-2", line: "'-2" },
       { model: '@cmd', logged: "'@cmd", line: "'@cmd" },
-      { model: '\tcmd', logged: "'\tcmd", line: "'\tcmd" },
+      { model: '\tcmd', logged: '\\tcmd', line: '\\tcmd' },
       { model: 'a,"b"', logged: 'a,"b"', line: '"a,""b"""' },
       { model: '=HYPERLINK("http://x","y")', logged: `'=HYPERLINK("http://x","y")`, line: `"'=HYPERLINK(""http://x"",""y"")"` },
-      { model: 'line\nbreak', logged: 'line\nbreak', line: '"line\nbreak"' },
-      { model: 'carriage\rreturn', logged: 'carriage\rreturn' },
-      { model: '\rcr-first', logged: "'\rcr-first" },
+      // Control characters are escaped: every row stays on one line, the log stays text, and no
+      // escape sequence reaches a terminal that shows it.
+      { model: 'line\nbreak', logged: 'line\\nbreak', line: 'line\\nbreak' },
+      { model: 'carriage\rreturn', logged: 'carriage\\rreturn', line: 'carriage\\rreturn' },
+      { model: '\rcr-first', logged: '\\rcr-first', line: '\\rcr-first' },
+      { model: 'nul\u0000byte', logged: 'nul\\x00byte', line: 'nul\\x00byte' },
+      { model: '\u001b[2J\u001b]0;pwned\u0007esc', logged: '\\x1b[2J\\x1b]0;pwned\\x07esc', line: '\\x1b[2J\\x1b]0;pwned\\x07esc' },
+      { model: 'c1\u009b31m\u0085del\u007f', logged: 'c1\\x9b31m\\x85del\\x7f', line: 'c1\\x9b31m\\x85del\\x7f' },
+      { model: '=cmd\u0000,"x"', logged: `'=cmd\\x00,"x"`, line: `"'=cmd\\x00,""x"""` },
       { model: 'mistral-é-日本-🙂', logged: 'mistral-é-日本-🙂', line: 'mistral-é-日本-🙂' },
     ];
     const result = await run({
@@ -576,6 +582,13 @@ console.log('done');
     });
     // No cell of the parsed file starts like a formula.
     for (const record of records) assert.doesNotMatch(record['Model']!, /^[=+\-@\t\r]/);
+    // One line per row, and no control character anywhere but the line ends.
+    assert.equal(raw.split('\n').length - 1, models.length + 1);
+    assert.doesNotMatch(raw.replaceAll('\n', ''), /[\u0000-\u001f\u007f-\u009f]/);
+    // Our own validator reads it as a valid log (a NUL used to make it "a binary file").
+    const validate = spawnSync(process.execPath, [join(repoRoot, 'dist', 'src', 'cli', 'main.js'), 'validate', log], { encoding: 'utf8' });
+    assert.equal(validate.status, 0, validate.stdout + validate.stderr);
+    assert.match(validate.stdout + validate.stderr, new RegExp(`valid \\(${models.length} rows`));
   });
 });
 
