@@ -780,3 +780,133 @@ console.log(await chat());
     await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
   });
 });
+
+// ---------------------------------------------------------------------------
+// 10. Special files: devices, FIFOs, the app's own stdout, dangling links
+// ---------------------------------------------------------------------------
+
+describe('MISTRAL_USAGE_LOG naming something other than a regular file', () => {
+  /** One call from the main thread, one from a worker thread: the worker must not add a header. */
+  const withWorker = String.raw`
+import { Worker } from 'node:worker_threads';
+console.log('main', await chat());
+fs.writeFileSync('worker.mjs', 'const r = await fetch(process.env.MOCK_URL + "/v1/embeddings", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "mistral-embed", input: ["a"] }) }); await r.json();');
+await new Promise((resolve, reject) => { const w = new Worker('./worker.mjs'); w.on('error', reject); w.on('exit', resolve); });
+console.log('worker done');
+console.log(await chatStream());
+`;
+  const ROW = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00,/;
+
+  it('/dev/stdout (a pipe): one header, then each row whole, in order with the app\'s own output', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const result = await run({ dir, mock, log: '/dev/stdout', source: withWorker });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, '', 'nothing from us on stderr');
+    const served = await mock.waitForServed(3);
+    const lines = result.stdout.split('\n');
+    assert.equal(lines.pop(), '');
+    const rows = lines.filter((line) => ROW.test(line));
+    assert.deepEqual(
+      lines.map((line) => (ROW.test(line) ? 'ROW' : line)),
+      [HEADER, 'ROW', `main ${REPLY_TEXT}`, 'ROW', 'worker done', 'ROW', STREAM_TEXT],
+      result.stdout,
+    );
+    assert.deepEqual(rows.map((row) => row.slice(row.indexOf(',') + 1)), served.map(rowTail));
+  });
+
+  it('/dev/stdout redirected to a file (`> out.txt`): rows go in between the app\'s lines, nothing overwritten', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const { open } = await import('node:fs/promises');
+    const { spawn } = await import('node:child_process');
+    const { childEnv, linkNodeModules } = await import('./support/run-app.js');
+    await writeFile(join(dir, 'app.mjs'), LIB + `console.log('before'); console.log(await chat()); console.log(await chatStream()); console.log('after');\n`);
+    await linkNodeModules(dir);
+    const out = join(dir, 'out.txt');
+    const handle = await open(out, 'w'); // O_TRUNC without O_APPEND, as a shell's `>`
+    try {
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--import', pathToFileURL(registerPath).href, 'app.mjs'], {
+          cwd: dir,
+          stdio: ['ignore', handle.fd, 'inherit'],
+          env: childEnv({ MOCK_URL: mock.url, MISTRAL_USAGE_HOSTS: mock.hostPort, MISTRAL_USAGE_LOG: '/dev/stdout' }),
+        });
+        child.on('error', reject);
+        child.on('close', resolve);
+      });
+      assert.equal(code, 0);
+    } finally {
+      await handle.close();
+    }
+    const served = await mock.waitForServed(2);
+    const lines = (await readFile(out, 'utf8')).split('\n');
+    assert.equal(lines.pop(), '');
+    assert.deepEqual(lines.map((line) => (ROW.test(line) ? 'ROW' : line)), ['before', HEADER, 'ROW', REPLY_TEXT, 'ROW', STREAM_TEXT, 'after']);
+    assert.deepEqual(lines.filter((line) => ROW.test(line)).map((row) => row.slice(row.indexOf(',') + 1)), served.map(rowTail));
+  });
+
+  it('/dev/null: rows vanish quietly, the app is unchanged', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const bare = await run({ dir, mock, log: '/dev/null', source: withWorker, preload: false });
+    const result = await run({ dir, mock, log: '/dev/null', source: withWorker });
+    assertClean(result, bare.stdout);
+    assert.equal(result.stderr, '');
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'worker.mjs']);
+  });
+
+  it('a FIFO with a reader: the reader gets one header and every row', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const fifo = join(dir, 'usage.fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const { spawn } = await import('node:child_process');
+    const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let read = '';
+    reader.stdout.on('data', (chunk: Buffer) => (read += chunk.toString('utf8')));
+    const readerDone = new Promise((resolve) => reader.on('close', resolve));
+    // Opening the FIFO for writing from here lets cat's open return; closing it leaves cat waiting for the app.
+    const { open } = await import('node:fs/promises');
+    const keeper = await open(fifo, 'w');
+    const result = await run({ dir, mock, log: fifo, source: withWorker });
+    await keeper.close();
+    await readerDone;
+    assertClean(result, `main ${REPLY_TEXT}\nworker done\n${STREAM_TEXT}\n`);
+    const served = await mock.waitForServed(3);
+    assert.ok(read.startsWith(`${HEADER}\n`), read);
+    assertRows(read.slice(HEADER.length + 1), served);
+  });
+
+  it('a FIFO that nobody reads: one warning that says so, the app neither blocks nor changes', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const fifo = join(dir, 'usage.fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const result = await run({ dir, mock, log: fifo, source: withWorker });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `main ${REPLY_TEXT}\nworker done\n${STREAM_TEXT}\n`);
+    const lines = ourLines(result.stderr);
+    // One line per thread at most: the worker has its own log handle.
+    assert.ok(lines.length >= 1 && lines.length <= 2, result.stderr);
+    for (const line of lines) {
+      assert.equal(line, `mistral-usage-log: cannot write the usage log ${fifo} (it is a named pipe (FIFO) and no process is reading it); usage is not being logged: set MISTRAL_USAGE_LOG to a writable file`);
+    }
+  });
+
+  it('a dangling symbolic link: the file it points to is created, with its folder', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const { symlink, lstat } = await import('node:fs/promises');
+    const link = join(dir, 'usage.csv');
+    await symlink(join('shared', 'logs', 'real.csv'), link);
+    const result = await run({ dir, mock, log: link, source: `console.log(await chat()); console.log(await chatStream());\n` });
+    assertClean(result, `${REPLY_TEXT}\n${STREAM_TEXT}\n`);
+    const served = await mock.waitForServed(2);
+    assert.ok((await lstat(link)).isSymbolicLink(), 'the link is kept');
+    const raw = await readFile(join(dir, 'shared', 'logs', 'real.csv'), 'utf8');
+    assert.ok(raw.startsWith(`${HEADER}\n`), raw);
+    assertRows(raw.slice(HEADER.length + 1), served);
+    await assertNoLitter(join(dir, 'shared', 'logs'), ['real.csv']);
+  });
+});

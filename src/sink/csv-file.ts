@@ -191,9 +191,9 @@ export class CsvLog implements UsageSink {
         continue;
       }
       if (stat.isDirectory()) throw new Error("it is a directory");
-      if (!stat.isFile()) return this.#openStream(stat);
       const stdio = ownStdio(stat);
       if (stdio !== undefined) return this.#streamTo(stdio, false);
+      if (!stat.isFile()) return this.#openStream(stat);
       let fd: number;
       try {
         fd = fs.openSync(this.path, fs.constants.O_RDWR | fs.constants.O_APPEND);
@@ -435,14 +435,18 @@ function isUnchanged(stat: Fs.Stats, seen: Refused): boolean {
   return stat.ino === seen.ino && stat.dev === seen.dev && stat.size === seen.size && stat.mtimeMs === seen.mtimeMs;
 }
 
-/** 1 or 2 when `stat` is this process's own stdout or stderr, redirected to that file (`> out.txt`). */
+/**
+ * 1 or 2 when the log is this process's own stdout or stderr (`/dev/stdout`, or the file it is
+ * redirected to), whatever it is: a pipe, a socket (which cannot be opened by name), a terminal or
+ * a file. Rows are written through the app's own descriptor, as pino's sonic-boom does: appending
+ * through another would overwrite what the app writes at its own offset to a file redirected with
+ * `>` (no O_APPEND).
+ */
 function ownStdio(stat: Fs.Stats): number | undefined {
   for (const fd of [1, 2]) {
     try {
       const own = fs.fstatSync(fd);
-      // Written through the app's own descriptor: appending through another would overwrite what the
-      // app writes at its own offset (a `>` redirection has no O_APPEND).
-      if (own.isFile() && own.ino === stat.ino && own.dev === stat.dev) return fd;
+      if (own.ino === stat.ino && own.dev === stat.dev && own.rdev === stat.rdev) return fd;
     } catch {
       // Closed: not ours to write to.
     }
