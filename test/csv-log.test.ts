@@ -29,6 +29,8 @@ const OLD_ROW = '2024-01-01T00:00:00.000000+00:00,mistral-small-latest,1,2,3';
 const STREAM_TEXT = CONTENT_PIECES.slice(0, 5).join('');
 
 const isRoot = process.getuid?.() === 0;
+/** The user root runs an app as when a folder must be unwritable to it. */
+const NOBODY = 65534;
 const hasPython = spawnSync('python3', ['-c', 'import csv, datetime'], { stdio: 'ignore' }).status === 0;
 
 /**
@@ -128,12 +130,15 @@ async function run(opts: {
   source: string;
   preload?: boolean;
   env?: Record<string, string | undefined>;
+  /** Run the app as this user (the tests run as root in CI). */
+  uid?: number | undefined;
 }): Promise<Run> {
   const started = Date.now();
   const result = await runApp({
     cwd: opts.dir,
     source: LIB + opts.source,
     preload: opts.preload ?? true,
+    ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
     env: { MOCK_URL: opts.mock.url, MISTRAL_USAGE_HOSTS: opts.mock.hostPort, MISTRAL_USAGE_LOG: opts.log, ...opts.env },
   });
   const ended = Date.now();
@@ -297,7 +302,7 @@ console.log(await chat());
 await Promise.all([chat(), chatStream(), chat()]);
 console.log(await chatStream());
 `;
-  const setups: { name: string; skip?: string; prepare(dir: string): Promise<{ log: string; restore?: () => Promise<void> }> }[] = [
+  const setups: { name: string; skip?: string; prepare(dir: string): Promise<{ log: string; uid?: number; restore?: () => Promise<void> }> }[] = [
     {
       name: 'a directory',
       prepare: async (dir) => {
@@ -313,13 +318,14 @@ console.log(await chatStream());
       },
     },
     {
+      // chmod does not stop root: as root (CI), the app runs as nobody instead.
       name: 'a read-only directory',
-      ...(isRoot ? { skip: 'running as root: chmod does not stop root from writing' } : {}),
       prepare: async (dir) => {
         const ro = join(dir, 'read-only');
         await mkdir(ro);
         await chmod(ro, 0o555);
-        return { log: join(ro, 'usage.csv'), restore: () => chmod(ro, 0o755) };
+        await chmod(dir, 0o755);
+        return { log: join(ro, 'usage.csv'), restore: () => chmod(ro, 0o755).catch(() => {}), ...(isRoot ? { uid: NOBODY } : {}) };
       },
     },
   ];
@@ -328,10 +334,10 @@ console.log(await chatStream());
     it(`${setup.name}: the app runs normally, we warn on stderr naming the file`, options, async (t) => {
       const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
-      const { log, restore } = await setup.prepare(dir);
+      const { log, restore, uid } = await setup.prepare(dir);
       if (restore) t.after(restore);
-      const bare = await run({ dir, mock, log, source, preload: false });
-      const result = await run({ dir, mock, log, source });
+      const bare = await run({ dir, mock, log, source, preload: false, uid });
+      const result = await run({ dir, mock, log, source, uid });
       assert.equal(bare.code, 0, bare.stderr);
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, bare.stdout);
@@ -341,14 +347,15 @@ console.log(await chatStream());
       assert.ok(lines[0]!.includes(log), lines[0]);
       assert.equal(result.stderr, lines.map((l) => `${l}\n`).join(''), 'only our lines on stderr');
     });
-    it(`${setup.name}: exactly one warning line`, options, async (t) => {
+    it(`${setup.name}: exactly one warning line for 40 calls in 25 batches`, options, async (t) => {
       const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
-      const { log, restore } = await setup.prepare(dir);
+      const { log, restore, uid } = await setup.prepare(dir);
       if (restore) t.after(restore);
-      const result = await run({ dir, mock, log, source });
+      const result = await run({ dir, mock, log, uid, source: `${source}for (let i = 0; i < 20; i++) await chat();\nawait Promise.all(Array.from({ length: 15 }, () => chat()));\n` });
       assert.equal(result.code, 0, result.stderr);
       assert.equal(ourLines(result.stderr).length, 1, result.stderr);
+      assert.equal(mock.served.length, 40);
     });
   }
 });
@@ -908,5 +915,66 @@ console.log(await chatStream());
     assert.ok(raw.startsWith(`${HEADER}\n`), raw);
     assertRows(raw.slice(HEADER.length + 1), served);
     await assertNoLitter(join(dir, 'shared', 'logs'), ['real.csv']);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// 11. A lock file another process holds (or left behind)
+// ---------------------------------------------------------------------------
+
+describe('a repair lock held by another process', () => {
+  // The log is empty, so the first batch must write the header under FILE.lock, which is fresh.
+  const monitor = String.raw`
+const LOG = process.env.TARGET_LOG;
+let maxGap = 0;
+let last = performance.now();
+const timer = setInterval(() => { const now = performance.now(); maxGap = Math.max(maxGap, now - last); last = now; }, 1);
+const report = () => { clearInterval(timer); console.log(maxGap < 1000 ? 'never blocked' : 'event loop blocked for ' + Math.round(maxGap) + ' ms'); };
+`;
+  it('never blocks the event loop; the waiting rows are written as soon as the lock goes', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    await writeFile(log, '');
+    await writeFile(`${log}.lock`, '');
+    const result = await run({
+      dir,
+      mock,
+      log,
+      env: { TARGET_LOG: log },
+      source: `${monitor}
+await chat();
+await chatStream();
+await sleep(50);
+if (fs.readFileSync(LOG, 'utf8') !== '') throw new Error('written while the lock was held');
+fs.unlinkSync(LOG + '.lock'); // the other process is done
+await waitForLines(LOG, 3); // the two waiting rows follow within moments, not at exit
+await chat();
+report();
+`,
+    });
+    assertClean(result, 'never blocked\n');
+    const served = await mock.waitForServed(3);
+    const raw = await readFile(log, 'utf8');
+    assert.ok(raw.startsWith(`${HEADER}\n`), raw);
+    assertRows(raw.slice(HEADER.length + 1), served);
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+  });
+
+  it('a lock left behind (younger than 10 s) never blocks the event loop; the rows are written at exit, the lock is left alone', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    await writeFile(log, '');
+    await writeFile(`${log}.lock`, '');
+    const result = await run({ dir, mock, log, env: { TARGET_LOG: log }, source: `${monitor}\nawait chat();\nawait Promise.all([chatStream(), chat()]);\nawait embed();\nreport();\n` });
+    assertClean(result, 'never blocked\n');
+    const served = await mock.waitForServed(4);
+    const raw = await readFile(log, 'utf8');
+    assert.ok(raw.startsWith(`${HEADER}\n`), raw);
+    const tail = raw.slice(HEADER.length + 1);
+    const order = tail.split('\n')[1]?.endsWith(rowTail(served[1]!)) ? [0, 1, 2, 3] : [0, 2, 1, 3];
+    assertRows(tail, order.map((i) => served[i]!));
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv', 'usage.csv.lock']);
   });
 });
