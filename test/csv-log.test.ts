@@ -978,3 +978,97 @@ report();
     await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv', 'usage.csv.lock']);
   });
 });
+
+// ---------------------------------------------------------------------------
+// 12. A file that was foreign once, and a log that lost its header
+// ---------------------------------------------------------------------------
+
+describe('a log that was not ours, or lost its header, while the app runs', () => {
+  const FOREIGN = 'Time,Model,Prompt,Completion,Total\n2024-01-01,m,1,2,3\n';
+  const source = String.raw`
+const LOG = process.env.TARGET_LOG;
+console.log(await chat('refused-1'));
+await Promise.all([chat('refused-2'), chatStream('refused-3')]);
+switch (process.env.MODE) {
+  case 'move': fs.renameSync(LOG, LOG + '.theirs'); break;
+  case 'delete': fs.unlinkSync(LOG); break;
+  case 'empty': fs.truncateSync(LOG, 0); break;
+  case 'replace': fs.writeFileSync(LOG + '.new', process.env.REPLACEMENT); fs.renameSync(LOG + '.new', LOG); break;
+}
+console.log(await chat('logged-1'));
+await sleep(20);
+console.log(await chatStream('logged-2'));
+`;
+  const cases: { mode: string; keep: string; theirs?: boolean }[] = [
+    { mode: 'move', keep: `${HEADER}\n`, theirs: true },
+    { mode: 'delete', keep: `${HEADER}\n` },
+    { mode: 'empty', keep: `${HEADER}\n` },
+    { mode: 'replace', keep: `${HEADER}\n${OLD_ROW}\n` },
+  ];
+  for (const c of cases) {
+    it(`a foreign file, then ${c.mode === 'empty' ? 'emptied' : `${c.mode}d`}: one warning, and logging resumes with the next call`, async (t) => {
+      const dir = await tempDirFor(t, 'mul-csv-');
+      const mock = await mockFor(t);
+      const log = join(dir, 'usage.csv');
+      await writeFile(log, FOREIGN);
+      const result = await run({ dir, mock, log, source, env: { TARGET_LOG: log, MODE: c.mode, REPLACEMENT: `${HEADER}\n${OLD_ROW}\n` } });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, `${REPLY_TEXT}\n${REPLY_TEXT}\n${STREAM_TEXT}\n`);
+      const lines = ourLines(result.stderr);
+      assert.equal(lines.length, 1, result.stderr);
+      assert.ok(lines[0]!.includes('column 1 is "Time", expected TimestampUTC'), lines[0]);
+      const served = await mock.waitForServed(5);
+      const raw = await readFile(log, 'utf8');
+      assert.ok(raw.startsWith(c.keep), JSON.stringify(raw));
+      assertRows(raw.slice(c.keep.length), served.slice(3));
+      if (c.theirs) assert.equal(await readFile(`${log}.theirs`, 'utf8'), FOREIGN, 'their file is untouched');
+      await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv', ...(c.theirs ? ['usage.csv.theirs'] : [])]);
+    });
+  }
+
+  it('truncated, and another writer\'s row landed first (copytruncate racing a write): the header comes back, rows kept', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    const result = await run({
+      dir,
+      mock,
+      log,
+      env: { TARGET_LOG: log, RACED_ROW: OLD_ROW },
+      source: String.raw`
+const LOG = process.env.TARGET_LOG;
+console.log(await chat('before'));
+await waitForLines(LOG, 2);
+// What a lost race leaves: the file truncated, then a row of another process's at offset 0.
+fs.truncateSync(LOG, 0);
+fs.appendFileSync(LOG, process.env.RACED_ROW + '\n');
+console.log(await chat('after-1'));
+await chatStream('after-2');
+`,
+    });
+    assertClean(result, `${REPLY_TEXT}\n${REPLY_TEXT}\n`);
+    const served = await mock.waitForServed(3);
+    const raw = await readFile(log, 'utf8');
+    const keep = `${HEADER}\n${OLD_ROW}\n`;
+    assert.ok(raw.startsWith(keep), JSON.stringify(raw));
+    assertRows(raw.slice(keep.length), served.slice(1));
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+  });
+
+  it('a file of rows without a header, found at start: the header is put back, its rows kept', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    await writeFile(log, `${OLD_ROW}\n${OLD_ROW}\n`);
+    const result = await run({ dir, mock, log, source: `console.log(await chat());\nawait Promise.all([chatStream(), chat()]);\n` });
+    assertClean(result, `${REPLY_TEXT}\n`);
+    const served = await mock.waitForServed(3);
+    const raw = await readFile(log, 'utf8');
+    const keep = `${HEADER}\n${OLD_ROW}\n${OLD_ROW}\n`;
+    assert.ok(raw.startsWith(keep), JSON.stringify(raw));
+    const tail = raw.slice(keep.length);
+    const order = tail.split('\n')[1]?.endsWith(rowTail(served[1]!)) ? [0, 1, 2] : [0, 2, 1];
+    assertRows(tail, order.map((i) => served[i]!));
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+  });
+});

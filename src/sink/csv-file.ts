@@ -124,8 +124,28 @@ export class CsvLog implements UsageSink {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#writePending(true);
+    this.#restoreLostHeader();
     this.#closeOrphan();
     this.#closeTarget();
+  }
+
+  /**
+   * On the way out, one more look at the first byte: a batch of another process that landed just
+   * after a truncation (copytruncate) leaves the file without its header until some writer's next
+   * batch notices the shrink; if this process was the last writer, there is none.
+   */
+  #restoreLostHeader(): void {
+    const target = this.#target;
+    if (target?.kind !== "file") return;
+    const first = Buffer.alloc(1);
+    try {
+      if (fs.readSync(target.fd, first, 0, 1, 0) === 0 || first[0] === HEADER_BYTES[0] || first[0] === 0xef) return;
+      this.#closeTarget();
+      this.#open(true);
+      this.#writePending(true); // the rows the repair copied from the old file's tail
+    } catch (error) {
+      this.#warnUnwritable(error);
+    }
   }
 
   #writePending(exiting: boolean): void {
@@ -178,7 +198,7 @@ export class CsvLog implements UsageSink {
       return this.#open(exiting);
     } catch (error) {
       this.#closeTarget();
-      this.#warn(`cannot write the usage log ${this.path} (${describe(error)}); usage is not being logged: set MISTRAL_USAGE_LOG to a writable file`);
+      this.#warnUnwritable(error);
       return undefined;
     }
   }
@@ -238,7 +258,7 @@ export class CsvLog implements UsageSink {
         );
         return undefined;
       }
-      if (state.kind === "empty") return AGAIN;
+      if (state.kind === "empty" || state.kind === "changed") return AGAIN;
       keepFd = true;
       this.#target = { kind: "file", fd, dev: state.dev, ino: state.ino, knownSize: state.size };
       return this.#target;
@@ -254,14 +274,19 @@ export class CsvLog implements UsageSink {
    * copied after (#collectOrphanRows). Returns true when `fd` became the orphan.
    */
   #restoreHeader(fd: number, state: { size: number; dev: number; ino: number }): boolean {
-    const now = fs.statSync(this.path, NO_THROW);
-    if (now === undefined || now.ino !== state.ino || now.dev !== state.dev) return false;
+    if (!isSameFile(fs.statSync(this.path, NO_THROW), state)) return false;
     const content = Buffer.alloc(state.size);
     const read = readFully(fd, content, 0);
     const whole = content.lastIndexOf(0x0a, read - 1) + 1;
     const temporary = temporaryPath(this.path);
     try {
       fs.writeFileSync(temporary, Buffer.concat([HEADER_BYTES, content.subarray(0, whole)]), { flag: "wx" });
+      // Truncated meanwhile (copytruncate has just archived these rows), or replaced: the copy would
+      // log them twice. Checked at the last moment; the window left is a few microseconds.
+      if (fs.fstatSync(fd).size < read || !isSameFile(fs.statSync(this.path, NO_THROW), state)) {
+        fs.rmSync(temporary, { force: true });
+        return false;
+      }
       fs.renameSync(temporary, this.path);
     } catch (error) {
       fs.rmSync(temporary, { force: true });
@@ -341,6 +366,10 @@ export class CsvLog implements UsageSink {
     this.#timer.unref();
   }
 
+  #warnUnwritable(error: unknown): void {
+    this.#warn(`cannot write the usage log ${this.path} (${describe(error)}); usage is not being logged: set MISTRAL_USAGE_LOG to a writable file`);
+  }
+
   #internalError(error: unknown): void {
     this.#warn(`internal error, please report it: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   }
@@ -373,19 +402,22 @@ interface Identity {
 
 type FileState =
   | ({ kind: "empty" } & Identity)
+  | ({ kind: "changed" } & Identity)
   | ({ kind: "ours"; needsNewline: boolean } & Identity)
   /** No header, but the first line is a usage row: a log that lost its header. */
   | ({ kind: "rows"; difference: string } & Identity)
   | ({ kind: "foreign"; /** What is wrong with the first line, as `mistral-usage validate` says it. */ difference: string } & Identity);
 
-/** Reads the first line (and last byte) of an open log. */
+/** Reads the first line (and last byte) of an open log; "changed" when it shrank while being read. */
 function inspect(fd: number): FileState {
   const { size, dev, ino, mtimeMs } = fs.fstatSync(fd);
   const identity = { size, dev, ino, mtimeMs };
   if (size === 0) return { kind: "empty", ...identity };
   const head = Buffer.alloc(Math.min(size, 4096));
-  const read = fs.readSync(fd, head, 0, head.length, 0);
-  let text = head.subarray(0, read).toString("utf8");
+  const read = readFully(fd, head, 0);
+  // Truncated between the fstat and the read (copytruncate): what was read says nothing of the file.
+  if (read < head.length) return { kind: "changed", ...identity };
+  let text = head.toString("utf8");
   const newline = text.indexOf("\n");
   if (newline !== -1) text = text.slice(0, newline);
   else if (size > read) return { kind: "foreign", difference: "the first line is longer than 4096 bytes", ...identity };
@@ -397,7 +429,7 @@ function inspect(fd: number): FileState {
     return { kind: "foreign", difference, ...identity };
   }
   const last = Buffer.alloc(1);
-  fs.readSync(fd, last, 0, 1, size - 1);
+  if (fs.readSync(fd, last, 0, 1, size - 1) === 0) return { kind: "changed", ...identity };
   return { kind: "ours", needsNewline: last[0] !== 0x0a, ...identity };
 }
 
@@ -429,6 +461,10 @@ function splitCsvLine(line: string): string[] | undefined {
     if (line[at] !== ",") return undefined;
     at++;
   }
+}
+
+function isSameFile(stat: Fs.Stats | undefined, file: { dev: number; ino: number }): boolean {
+  return stat !== undefined && stat.ino === file.ino && stat.dev === file.dev;
 }
 
 function isUnchanged(stat: Fs.Stats, seen: Refused): boolean {
