@@ -364,6 +364,6 @@ describe('rotation', () => {
     }
     t.diagnostic(`${rotations} rotations; ${total} of 1200 rows kept (copytruncate loses what lands between copy and truncate); ${headerless} rotated cop${headerless === 1 ? 'y' : 'ies'} without a header`);
     // Each process went on logging to the end: none of them took the file for a foreign one.
-    for (const tag of ['p0', 'p1', 'p2', 'p3']) assert.ok((perProcess.get(tag) ?? 0) >= 240, `${tag} logged ${perProcess.get(tag) ?? 0} of 300 rows`);
+    for (const tag of ['p0', 'p1', 'p2', 'p3']) assert.ok((perProcess.get(tag) ?? 0) >= 200, `${tag} logged ${perProcess.get(tag) ?? 0} of 300 rows`);
   });
 });
