@@ -90,7 +90,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
  * A request path as warnings may print it: gateways put keys in paths (`/key/<key>/v1/...`), and a
  * forward proxy's absolute-form path may carry `user:password@`. Path segments that look like a
  * secret (a run of 16 or more characters between separators that mixes letters and digits, or of
- * 24 or more letters) become `[redacted]`; userinfo goes. Names, versions, dates and UUID-shaped ids
+ * 24 or more letters and digits) become `[redacted]`; userinfo goes. Names, versions, dates and UUID-shaped ids
  * stay readable. Warnings only: rows never hold a path.
  */
 export function redactPath(path: string): string {

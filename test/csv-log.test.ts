@@ -1072,3 +1072,22 @@ await chatStream('after-2');
     await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
   });
 });
+
+describe('a file of rows without a header or a final newline', () => {
+  it('gets the header; its last row is kept, with a newline, once no write can still be under way', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    const LAST = '2024-01-01T00:00:01.000000+00:00,mistral-large-latest,4,5,9';
+    await writeFile(log, `${OLD_ROW}\n${LAST}`);
+    const result = await run({ dir, mock, log, source: `console.log(await chat());\nconsole.log(await chatStream());\n` });
+    assertClean(result, `${REPLY_TEXT}\n${STREAM_TEXT}\n`);
+    const served = await mock.waitForServed(2);
+    const raw = await readFile(log, 'utf8');
+    const keep = `${HEADER}\n${OLD_ROW}\n`;
+    assert.ok(raw.startsWith(keep), JSON.stringify(raw));
+    assert.ok(raw.endsWith(`\n${LAST}\n`), JSON.stringify(raw));
+    assertRows(raw.slice(keep.length, -(LAST.length + 1)), served);
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+  });
+});

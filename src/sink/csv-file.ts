@@ -298,24 +298,30 @@ export class CsvLog implements UsageSink {
     return true;
   }
 
-  /** Moves the whole rows appended to the orphaned file since it was copied into #carried. */
+  /**
+   * Moves the whole rows appended to the orphaned file since it was copied into #carried. The last
+   * time (at exit, or once the watch is over), a last line without a newline goes too, with one:
+   * by then no write can still be under way, so it is not half a row.
+   */
   #collectOrphanRows(exiting: boolean): void {
     const orphan = this.#orphan;
     if (orphan === undefined) return;
+    const last = exiting || Date.now() >= orphan.until;
     try {
       const size = Math.min(fs.fstatSync(orphan.fd).size, orphan.offset + MAX_REPAIR_BYTES);
       if (size > orphan.offset) {
         const bytes = Buffer.alloc(size - orphan.offset);
         const read = readFully(orphan.fd, bytes, orphan.offset);
-        const whole = read === 0 ? 0 : bytes.lastIndexOf(0x0a, read - 1) + 1;
+        const whole = last || read === 0 ? read : bytes.lastIndexOf(0x0a, read - 1) + 1;
         this.#carried += bytes.toString("utf8", 0, whole);
+        if (whole > 0 && bytes[whole - 1] !== 0x0a) this.#carried += "\n";
         orphan.offset += whole;
       }
     } catch {
       this.#closeOrphan();
       return;
     }
-    if (exiting || Date.now() >= orphan.until) this.#closeOrphan();
+    if (last) this.#closeOrphan();
     else this.#wakeIn(ORPHAN_POLL_MS);
   }
 
