@@ -340,13 +340,14 @@ describe('rotation', () => {
     for (const result of results) assertRunOk(result, 'ok true\n');
     const served = await mock.waitForServed(1200);
     const servedRows = new Set(served.map(rowTail));
-    const perProcess = new Map<string, number>();
+    /** Where each row was found: file names, "*" marking a rotated copy without a header. */
+    const found = new Map<string, string[]>();
     let headerless = 0;
-    let total = 0;
     for (const name of await readdir(logDir)) {
       const raw = await readFile(join(logDir, name), 'utf8');
       if (raw === '') continue;
-      if (!raw.startsWith(`${HEADER}\n`)) {
+      const hasHeader = raw.startsWith(`${HEADER}\n`);
+      if (!hasHeader) {
         // A copy taken after a write that raced the truncation, before any writer's next batch
         // noticed the shrink and put the header back: a window of one batch, not a lasting state.
         assert.notEqual(name, 'usage.csv', `the live log has its header: ${JSON.stringify(raw.slice(0, 200))}`);
@@ -356,14 +357,25 @@ describe('rotation', () => {
         if (line === '' || line === HEADER) continue;
         assert.match(line, ROW, `${name}: an intact row`);
         const tail = line.slice(line.indexOf(',') + 1);
-        assert.ok(servedRows.delete(tail), `${name}: a row served once, logged once: ${line}`);
-        const tag = tail.slice(0, tail.indexOf('-'));
-        perProcess.set(tag, (perProcess.get(tag) ?? 0) + 1);
-        total++;
+        assert.ok(servedRows.has(tail), `${name}: a row that was served: ${line}`);
+        found.set(tail, [...(found.get(tail) ?? []), hasHeader ? name : `${name}*`]);
       }
     }
-    t.diagnostic(`${rotations} rotations; ${total} of 1200 rows kept (copytruncate loses what lands between copy and truncate); ${headerless} rotated cop${headerless === 1 ? 'y' : 'ies'} without a header`);
-    // Each process went on logging to the end: none of them took the file for a foreign one.
-    for (const tag of ['p0', 'p1', 'p2', 'p3']) assert.ok((perProcess.get(tag) ?? 0) >= 200, `${tag} logged ${perProcess.get(tag) ?? 0} of 300 rows`);
+    const perProcess = new Map<string, number>();
+    let twice = 0;
+    for (const [tail, files] of found) {
+      const tag = tail.slice(0, tail.indexOf('-'));
+      perProcess.set(tag, (perProcess.get(tag) ?? 0) + 1);
+      if (files.length === 1) continue;
+      // The one known way to a row in two files: logrotate truncates the header-less file in the
+      // microseconds between the repair's last check and its rename, after copying the row aside.
+      assert.ok(files.length === 2 && files.some((file) => file.endsWith('*')), `${tail} is logged once: found in ${files.join(', ')}`);
+      twice++;
+    }
+    t.diagnostic(`${rotations} rotations; ${found.size} of 1200 rows kept (copytruncate loses what lands between copy and truncate); ${headerless} rotated cop${headerless === 1 ? 'y' : 'ies'} without a header; ${twice} row(s) also in such a copy`);
+    // Each process went on logging to the end: none of them took the file for a foreign one (before
+    // the fix, one process lost 1,424 of 1,500 rows that way). The margin is for copytruncate's own
+    // losses on a loaded machine.
+    for (const tag of ['p0', 'p1', 'p2', 'p3']) assert.ok((perProcess.get(tag) ?? 0) >= 150, `${tag} logged ${perProcess.get(tag) ?? 0} of 300 rows`);
   });
 });

@@ -16,6 +16,8 @@ export interface CsvLogOptions {
 const fs: typeof Fs = process.getBuiltinModule("node:fs");
 
 const HEADER_BYTES = Buffer.from(`${HEADER_LINE}\n`);
+/** Header lines among rows (never the first line: the file starts with a row when this is used). */
+const HEADER_AMONG_ROWS = new RegExp(`^${HEADER_LINE}\r?\n`, "gm");
 const NO_THROW = { throwIfNoEntry: false } as const;
 /** A lock file older than this was left by a process that died while it held it. */
 const STALE_LOCK_MS = 10_000;
@@ -242,13 +244,25 @@ export class CsvLog implements UsageSink {
           if (state.kind === "empty") writeAll(fd, HEADER_BYTES);
           else if (state.kind === "ours" && state.needsNewline) writeAll(fd, "\n");
           else if (state.kind === "rows" && state.size <= MAX_REPAIR_BYTES) {
-            keepFd = this.#restoreHeader(fd, state);
-            return AGAIN;
+            if (lock !== undefined) {
+              keepFd = this.#restoreHeader(fd, state);
+              return AGAIN;
+            }
+            // No lock: two copy-and-rename repairs at once could log rows twice. At exit (another
+            // process holds the lock, so it is repairing this very file), the rows go into the file as
+            // it is, and that process copies them over.
+            if (!exiting) throw new Error("it has lost its header, and no lock file can be made next to it to put the header back");
+            keepFd = true;
+            this.#target = { kind: "file", fd, dev: state.dev, ino: state.ino, knownSize: state.size };
+            return this.#target;
           }
         } finally {
           releaseLock(`${this.path}.lock`, lock);
         }
         state = inspect(fd);
+        // A row of a writer that had not seen the truncation landed first (maybe just before the
+        // header written here): the next round puts the header back at the top.
+        if (state.kind === "rows" && state.size <= MAX_REPAIR_BYTES) return AGAIN;
       }
       if (state.kind === "foreign" || state.kind === "rows") {
         this.#refused = { dev: state.dev, ino: state.ino, size: state.size, mtimeMs: state.mtimeMs };
@@ -277,13 +291,17 @@ export class CsvLog implements UsageSink {
     if (!isSameFile(fs.statSync(this.path, NO_THROW), state)) return false;
     const content = Buffer.alloc(state.size);
     const read = readFully(fd, content, 0);
-    const whole = content.lastIndexOf(0x0a, read - 1) + 1;
+    const whole = read === 0 ? 0 : content.lastIndexOf(0x0a, read - 1) + 1;
+    // A header written just after a racing row sits on line 2 or later: it goes, the one at the top stays.
+    const rows = content.toString("utf8", 0, whole).replace(HEADER_AMONG_ROWS, "");
     const temporary = temporaryPath(this.path);
     try {
-      fs.writeFileSync(temporary, Buffer.concat([HEADER_BYTES, content.subarray(0, whole)]), { flag: "wx" });
-      // Truncated meanwhile (copytruncate has just archived these rows), or replaced: the copy would
-      // log them twice. Checked at the last moment; the window left is a few microseconds.
-      if (fs.fstatSync(fd).size < read || !isSameFile(fs.statSync(this.path, NO_THROW), state)) {
+      fs.writeFileSync(temporary, HEADER_LINE + "\n" + rows, { flag: "wx" });
+      // Truncated meanwhile (copytruncate has just archived these rows, and other rows may already
+      // have refilled it), or replaced: the copy would log them twice. Checked at the last moment,
+      // by content; the window left is a few microseconds.
+      const again = Buffer.alloc(whole);
+      if (readFully(fd, again, 0) < whole || !again.equals(content.subarray(0, whole)) || !isSameFile(fs.statSync(this.path, NO_THROW), state)) {
         fs.rmSync(temporary, { force: true });
         return false;
       }
@@ -313,7 +331,7 @@ export class CsvLog implements UsageSink {
         const bytes = Buffer.alloc(size - orphan.offset);
         const read = readFully(orphan.fd, bytes, orphan.offset);
         const whole = last || read === 0 ? read : bytes.lastIndexOf(0x0a, read - 1) + 1;
-        this.#carried += bytes.toString("utf8", 0, whole);
+        this.#carried += bytes.toString("utf8", 0, whole).replace(HEADER_AMONG_ROWS, "");
         if (whole > 0 && bytes[whole - 1] !== 0x0a) this.#carried += "\n";
         orphan.offset += whole;
       }
