@@ -1091,3 +1091,22 @@ describe('a file of rows without a header or a final newline', () => {
     await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
   });
 });
+
+describe('a header that landed after a racing row', () => {
+  it('is moved to the top: one header, every row kept', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    const SECOND = '2024-01-01T00:00:02.000000+00:00,mistral-large-latest,4,5,9';
+    // What an emptied file looks like when a row of a writer that had not seen the truncation lands
+    // between another process's check and its header.
+    await writeFile(log, `${OLD_ROW}\n${HEADER}\n${SECOND}\n`);
+    const result = await run({ dir, mock, log, source: `console.log(await chat());\n` });
+    assertClean(result, `${REPLY_TEXT}\n`);
+    const served = await mock.waitForServed(1);
+    const raw = await readFile(log, 'utf8');
+    const keep = `${HEADER}\n${OLD_ROW}\n${SECOND}\n`;
+    assert.ok(raw.startsWith(keep), JSON.stringify(raw));
+    assertRows(raw.slice(keep.length), served);
+  });
+});
