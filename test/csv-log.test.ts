@@ -1055,58 +1055,39 @@ await chatStream('after-2');
     await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
   });
 
-  it('a file of rows without a header, found at start: the header is put back, its rows kept', async (t) => {
-    const dir = await tempDirFor(t, 'mul-csv-');
-    const mock = await mockFor(t);
-    const log = join(dir, 'usage.csv');
-    await writeFile(log, `${OLD_ROW}\n${OLD_ROW}\n`);
-    const result = await run({ dir, mock, log, source: `console.log(await chat());\nawait Promise.all([chatStream(), chat()]);\n` });
-    assertClean(result, `${REPLY_TEXT}\n`);
-    const served = await mock.waitForServed(3);
-    const raw = await readFile(log, 'utf8');
-    const keep = `${HEADER}\n${OLD_ROW}\n${OLD_ROW}\n`;
-    assert.ok(raw.startsWith(keep), JSON.stringify(raw));
-    const tail = raw.slice(keep.length);
-    const order = tail.split('\n')[1]?.endsWith(rowTail(served[1]!)) ? [0, 1, 2] : [0, 2, 1];
-    assertRows(tail, order.map((i) => served[i]!));
-    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
-  });
-});
-
-describe('a file of rows without a header or a final newline', () => {
-  it('gets the header; its last row is kept, with a newline, once no write can still be under way', async (t) => {
-    const dir = await tempDirFor(t, 'mul-csv-');
-    const mock = await mockFor(t);
-    const log = join(dir, 'usage.csv');
-    const LAST = '2024-01-01T00:00:01.000000+00:00,mistral-large-latest,4,5,9';
-    await writeFile(log, `${OLD_ROW}\n${LAST}`);
-    const result = await run({ dir, mock, log, source: `console.log(await chat());\nconsole.log(await chatStream());\n` });
-    assertClean(result, `${REPLY_TEXT}\n${STREAM_TEXT}\n`);
-    const served = await mock.waitForServed(2);
-    const raw = await readFile(log, 'utf8');
-    const keep = `${HEADER}\n${OLD_ROW}\n`;
-    assert.ok(raw.startsWith(keep), JSON.stringify(raw));
-    assert.ok(raw.endsWith(`\n${LAST}\n`), JSON.stringify(raw));
-    assertRows(raw.slice(keep.length, -(LAST.length + 1)), served);
-    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
-  });
-});
-
-describe('a header that landed after a racing row', () => {
-  it('is moved to the top: one header, every row kept', async (t) => {
-    const dir = await tempDirFor(t, 'mul-csv-');
-    const mock = await mockFor(t);
-    const log = join(dir, 'usage.csv');
-    const SECOND = '2024-01-01T00:00:02.000000+00:00,mistral-large-latest,4,5,9';
-    // What an emptied file looks like when a row of a writer that had not seen the truncation lands
-    // between another process's check and its header.
-    await writeFile(log, `${OLD_ROW}\n${HEADER}\n${SECOND}\n`);
-    const result = await run({ dir, mock, log, source: `console.log(await chat());\n` });
-    assertClean(result, `${REPLY_TEXT}\n`);
-    const served = await mock.waitForServed(1);
-    const raw = await readFile(log, 'utf8');
-    const keep = `${HEADER}\n${OLD_ROW}\n${SECOND}\n`;
-    assert.ok(raw.startsWith(keep), JSON.stringify(raw));
-    assertRows(raw.slice(keep.length), served);
-  });
+  // Found at start: a log that lost its header (to a truncation that raced a write), a user's rows.
+  const LAST = '2024-01-01T00:00:01.000000+00:00,mistral-large-latest,4,5,9';
+  const headerless: { name: string; before: string; keep: string; last?: string }[] = [
+    { name: 'rows without a header: the header is put back, the rows kept', before: `${OLD_ROW}\n${LAST}\n`, keep: `${HEADER}\n${OLD_ROW}\n${LAST}\n` },
+    {
+      // Its last line is copied once no write can still be under way (a second, or exit), after the new rows.
+      name: 'rows without a header or a final newline: the last row is kept, with a newline',
+      before: `${OLD_ROW}\n${LAST}`,
+      keep: `${HEADER}\n${OLD_ROW}\n`,
+      last: `${LAST}\n`,
+    },
+    {
+      // What an emptied file holds when a row of a writer that had not seen the truncation lands
+      // between another process's check and its header.
+      name: 'a header that landed after a racing row: moved to the top, one header',
+      before: `${OLD_ROW}\n${HEADER}\n${LAST}\n`,
+      keep: `${HEADER}\n${OLD_ROW}\n${LAST}\n`,
+    },
+  ];
+  for (const c of headerless) {
+    it(c.name, async (t) => {
+      const dir = await tempDirFor(t, 'mul-csv-');
+      const mock = await mockFor(t);
+      const log = join(dir, 'usage.csv');
+      await writeFile(log, c.before);
+      const result = await run({ dir, mock, log, source: `console.log(await chat());\nconsole.log(await chatStream());\n` });
+      assertClean(result, `${REPLY_TEXT}\n${STREAM_TEXT}\n`);
+      const served = await mock.waitForServed(2);
+      const raw = await readFile(log, 'utf8');
+      const last = c.last ?? '';
+      assert.ok(raw.startsWith(c.keep) && raw.endsWith(last), JSON.stringify(raw));
+      assertRows(raw.slice(c.keep.length, raw.length - last.length), served);
+      await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+    });
+  }
 });
