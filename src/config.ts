@@ -92,14 +92,16 @@ export function parseHosts(raw: string): { hosts: string[]; invalid: string[] } 
 function normaliseHost(entry: string): string | undefined {
   // A bare IPv6 address ("::1") has colons but no brackets: give it brackets before parsing.
   const candidate = !entry.startsWith("[") && entry.split(":").length > 2 ? `[${entry}]` : entry;
-  if (/[/?#@*\s]/.test(candidate)) return undefined;
+  // Only what a host name, an IP address or a port is made of. URL would accept more and change it:
+  // "gw\\x" becomes host "gw" with path "/x", "a%41b" becomes "aab", "gw;evil" stays as it is.
+  if (!/^[\p{L}\p{M}\p{N}._:[\]-]+$/u.test(candidate)) return undefined;
   let url: URL;
   try {
     url = new URL(`http://${candidate}`);
   } catch {
     return undefined;
   }
-  if (url.hostname === "") return undefined;
+  if (url.pathname !== "/" || !isHostName(url.hostname)) return undefined;
   // URL drops the default port 80; keep what the user wrote so "host:80" still means port 80 only.
   const explicitPort = /:(\d+)$/.exec(candidate)?.[1];
   if (explicitPort !== undefined) {
@@ -109,6 +111,18 @@ function normaliseHost(entry: string): string | undefined {
   }
   if (candidate.endsWith(":")) return undefined;
   return withoutTrailingDot(url.hostname);
+}
+
+/**
+ * A DNS name (labels of letters, digits, `-` and `_`, neither starting nor ending with `-`, after
+ * punycode), an IPv4 address, or a bracketed IPv6 address: what a request's host can be. `.corp`
+ * (an empty label) is none of them.
+ */
+function isHostName(hostname: string): boolean {
+  if (hostname.startsWith("[")) return true; // URL has already checked the IPv6 address
+  const name = withoutTrailingDot(hostname);
+  if (name === "" || name.length > 253) return false;
+  return name.split(".").every((label) => /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/.test(label));
 }
 
 /** `gw.local.` and `gw.local` are the same host; requests are compared without the dot. */

@@ -1,3 +1,4 @@
+import path from "node:path";
 import { configFromEnv, ENV, type Config } from "./config.js";
 import { createPipeline } from "./pipeline.js";
 import { internalErrorReporter, stderrReporter } from "./report.js";
@@ -16,8 +17,15 @@ export interface InstallOptions extends Partial<Config> {
 // One installation per thread (each worker has its own globals), even when the preload is loaded
 // twice, say once by --import and once through NODE_OPTIONS, or from two copies of the package:
 // two observers would log every call twice.
+// The marker holds the active configuration, so that a later install() with other options can say
+// that they are ignored (an older copy of the package set `true`).
 const INSTALLED = Symbol.for("mistral-usage-log.installed");
-type Marked = typeof globalThis & { [INSTALLED]?: true };
+interface Active {
+  readonly config: Config;
+  /** The "ignored" warnings already printed: the same call repeated says it once. */
+  readonly warned: Set<string>;
+}
+type Marked = typeof globalThis & { [INSTALLED]?: Active | true };
 
 /**
  * Starts logging every usage-bearing Mistral call made through undici (built-in fetch included)
@@ -26,14 +34,26 @@ type Marked = typeof globalThis & { [INSTALLED]?: true };
  */
 export function install(options: InstallOptions = {}): Uninstall {
   const global = globalThis as Marked;
-  const given = withoutUndefined(options);
+  const given: Partial<Config> = withoutUndefined(options);
+  // A relative logPath given in code is resolved here, once, as MISTRAL_USAGE_LOG is: children and
+  // workers must get the same absolute file.
+  if (given.logPath !== undefined) Object.assign(given, { logPath: path.resolve(given.logPath) });
   // register.ts passes a whole configuration; the environment is read only for what is missing.
   const config: Config = isWholeConfig(given) ? given : { ...configFromEnv(), ...given };
   const reporter = stderrReporter();
   const warn = (message: string): void => reporter.warn(message);
   for (const warning of options.warnings ?? []) warn(warning);
-  if (config.disabled || global[INSTALLED]) return () => {};
-  global[INSTALLED] = true;
+  if (config.disabled) return () => {};
+  const active = global[INSTALLED];
+  if (active !== undefined) {
+    const ignored = ignoredOptions(given, active === true ? undefined : active.config);
+    if (ignored !== undefined && (active === true || !active.warned.has(ignored))) {
+      if (active !== true) active.warned.add(ignored);
+      warn(ignored);
+    }
+    return () => {};
+  }
+  global[INSTALLED] = { config, warned: new Set() };
 
   // Children and workers inherit the resolved absolute path, so they write to the same file
   // whatever their working directory.
@@ -58,6 +78,22 @@ export function install(options: InstallOptions = {}): Uninstall {
     else process.env[ENV.log] = previousLogEnv;
     delete global[INSTALLED];
   };
+}
+
+/**
+ * What a second install() in the same thread asked for and does not get, or undefined when it asked
+ * for nothing different (the preload loaded twice passes the same configuration: no warning).
+ */
+function ignoredOptions(given: Partial<Config>, active: Config | undefined): string | undefined {
+  const differing: string[] = [];
+  if (given.logPath !== undefined && (active === undefined || given.logPath !== active.logPath)) differing.push(`logPath ${JSON.stringify(given.logPath)}`);
+  if (given.extraHosts !== undefined && (active === undefined || given.extraHosts.join(",") !== active.extraHosts.join(","))) {
+    differing.push(`extraHosts ${JSON.stringify(given.extraHosts)}`);
+  }
+  if (given.verbose !== undefined && (active === undefined || given.verbose !== active.verbose)) differing.push(`verbose ${given.verbose}`);
+  if (differing.length === 0) return undefined;
+  const where = active === undefined ? "" : ` (usage goes to ${active.logPath})`;
+  return `install() was called while mistral-usage-log is already active in this thread (the preload?), so ${differing.join(", ")} ${differing.length === 1 ? "is" : "are"} ignored${where}`;
 }
 
 function isWholeConfig(options: Partial<Config>): options is Config {

@@ -69,7 +69,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const observe: ObserverFactory = (origin, path, method) => {
     const call = matchCall(hosts, origin, path, method);
     if (call === undefined) return undefined;
-    return new ObservedCall(call, () => `${method} ${origin}${pathWithoutQuery(path)}`, deps);
+    return new ObservedCall(call, () => `${method} ${origin}${redactPath(pathWithoutQuery(path))}`, deps);
   };
 
   return {
@@ -84,4 +84,25 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       sink.close();
     },
   };
+}
+
+/**
+ * A request path as warnings may print it: gateways put keys in paths (`/key/<key>/v1/...`), and a
+ * forward proxy's absolute-form path may carry `user:password@`. Path segments that look like a
+ * secret (a run of 16 or more characters between separators that mixes letters and digits, or of
+ * 24 or more letters and digits) become `[redacted]`; userinfo goes. Names, versions, dates and UUID-shaped ids
+ * stay readable. Warnings only: rows never hold a path.
+ */
+export function redactPath(path: string): string {
+  const withoutUserinfo = path.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, "$1");
+  return withoutUserinfo.replace(/[^/]+/g, (segment) => (looksSecret(segment) ? "[redacted]" : segment));
+}
+
+function looksSecret(segment: string): boolean {
+  if (segment.length < 16) return false;
+  for (const run of segment.split(/[-_.~:;,=+]/)) {
+    if (run.length >= 24 && /^[A-Za-z0-9%]+$/.test(run)) return true;
+    if (run.length >= 16 && /[0-9]/.test(run) && /[A-Za-z]/.test(run)) return true;
+  }
+  return false;
 }

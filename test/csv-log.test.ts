@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { parse as parseCsvStrict } from 'csv-parse/sync';
 import { CONTENT_PIECES, REPLY_TEXT, zstdAvailable } from './support/mock-mistral.js';
 import type { MockMistral, ServedResponse } from './support/mock-mistral.js';
-import { LOG_HEADER, LOG_TIMESTAMP, mockFor, ourLines, registerPath, rowTail, runApp, tempDirFor } from './support/run-app.js';
+import { LOG_HEADER, LOG_TIMESTAMP, mockFor, ourLines, registerPath, repoRoot, rowTail, runApp, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 
 // ---------------------------------------------------------------------------
@@ -29,6 +29,11 @@ const OLD_ROW = '2024-01-01T00:00:00.000000+00:00,mistral-small-latest,1,2,3';
 const STREAM_TEXT = CONTENT_PIECES.slice(0, 5).join('');
 
 const isRoot = process.getuid?.() === 0;
+/** The user root runs an app as when a folder must be unwritable to it. */
+const NOBODY = 65534;
+/** Whether that user can run the preload from this checkout (not when it lives in a private home). */
+const nobodyCanRun =
+  isRoot && spawnSync(process.execPath, ['-e', 'require("fs").accessSync(process.argv[1])', registerPath], { uid: NOBODY, gid: NOBODY, stdio: 'ignore' }).status === 0;
 const hasPython = spawnSync('python3', ['-c', 'import csv, datetime'], { stdio: 'ignore' }).status === 0;
 
 /**
@@ -128,12 +133,15 @@ async function run(opts: {
   source: string;
   preload?: boolean;
   env?: Record<string, string | undefined>;
+  /** Run the app as this user (the tests run as root in CI). */
+  uid?: number | undefined;
 }): Promise<Run> {
   const started = Date.now();
   const result = await runApp({
     cwd: opts.dir,
     source: LIB + opts.source,
     preload: opts.preload ?? true,
+    ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
     env: { MOCK_URL: opts.mock.url, MISTRAL_USAGE_HOSTS: opts.mock.hostPort, MISTRAL_USAGE_LOG: opts.log, ...opts.env },
   });
   const ended = Date.now();
@@ -297,7 +305,7 @@ console.log(await chat());
 await Promise.all([chat(), chatStream(), chat()]);
 console.log(await chatStream());
 `;
-  const setups: { name: string; skip?: string; prepare(dir: string): Promise<{ log: string; restore?: () => Promise<void> }> }[] = [
+  const setups: { name: string; skip?: string; prepare(dir: string): Promise<{ log: string; uid?: number; restore?: () => Promise<void> }> }[] = [
     {
       name: 'a directory',
       prepare: async (dir) => {
@@ -313,13 +321,15 @@ console.log(await chatStream());
       },
     },
     {
+      // chmod does not stop root: as root (CI), the app runs as nobody instead.
       name: 'a read-only directory',
-      ...(isRoot ? { skip: 'running as root: chmod does not stop root from writing' } : {}),
+      ...(isRoot && !nobodyCanRun ? { skip: 'running as root, and user nobody cannot read this checkout' } : {}),
       prepare: async (dir) => {
         const ro = join(dir, 'read-only');
         await mkdir(ro);
         await chmod(ro, 0o555);
-        return { log: join(ro, 'usage.csv'), restore: () => chmod(ro, 0o755) };
+        await chmod(dir, 0o755);
+        return { log: join(ro, 'usage.csv'), restore: () => chmod(ro, 0o755).catch(() => {}), ...(isRoot ? { uid: NOBODY } : {}) };
       },
     },
   ];
@@ -328,10 +338,10 @@ console.log(await chatStream());
     it(`${setup.name}: the app runs normally, we warn on stderr naming the file`, options, async (t) => {
       const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
-      const { log, restore } = await setup.prepare(dir);
+      const { log, restore, uid } = await setup.prepare(dir);
       if (restore) t.after(restore);
-      const bare = await run({ dir, mock, log, source, preload: false });
-      const result = await run({ dir, mock, log, source });
+      const bare = await run({ dir, mock, log, source, preload: false, uid });
+      const result = await run({ dir, mock, log, source, uid });
       assert.equal(bare.code, 0, bare.stderr);
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, bare.stdout);
@@ -341,14 +351,15 @@ console.log(await chatStream());
       assert.ok(lines[0]!.includes(log), lines[0]);
       assert.equal(result.stderr, lines.map((l) => `${l}\n`).join(''), 'only our lines on stderr');
     });
-    it(`${setup.name}: exactly one warning line`, options, async (t) => {
+    it(`${setup.name}: exactly one warning line for 40 calls in 25 batches`, options, async (t) => {
       const dir = await tempDirFor(t, 'mul-csv-');
       const mock = await mockFor(t);
-      const { log, restore } = await setup.prepare(dir);
+      const { log, restore, uid } = await setup.prepare(dir);
       if (restore) t.after(restore);
-      const result = await run({ dir, mock, log, source });
+      const result = await run({ dir, mock, log, uid, source: `${source}for (let i = 0; i < 20; i++) await chat();\nawait Promise.all(Array.from({ length: 15 }, () => chat()));\n` });
       assert.equal(result.code, 0, result.stderr);
       assert.equal(ourLines(result.stderr).length, 1, result.stderr);
+      assert.equal(mock.served.length, 40);
     });
   }
 });
@@ -559,12 +570,18 @@ describe('model names that a spreadsheet would run, or that need quoting', () =>
       { model: '+SUM(A1:A9)', logged: "'+SUM(A1:A9)", line: "'+SUM(A1:A9)" },
       { model: '-2', logged: "'-2", line: "'-2" },
       { model: '@cmd', logged: "'@cmd", line: "'@cmd" },
-      { model: '\tcmd', logged: "'\tcmd", line: "'\tcmd" },
+      { model: '\tcmd', logged: '\\tcmd', line: '\\tcmd' },
       { model: 'a,"b"', logged: 'a,"b"', line: '"a,""b"""' },
       { model: '=HYPERLINK("http://x","y")', logged: `'=HYPERLINK("http://x","y")`, line: `"'=HYPERLINK(""http://x"",""y"")"` },
-      { model: 'line\nbreak', logged: 'line\nbreak', line: '"line\nbreak"' },
-      { model: 'carriage\rreturn', logged: 'carriage\rreturn' },
-      { model: '\rcr-first', logged: "'\rcr-first" },
+      // Control characters are escaped: every row stays on one line, the log stays text, and no
+      // escape sequence reaches a terminal that shows it.
+      { model: 'line\nbreak', logged: 'line\\nbreak', line: 'line\\nbreak' },
+      { model: 'carriage\rreturn', logged: 'carriage\\rreturn', line: 'carriage\\rreturn' },
+      { model: '\rcr-first', logged: '\\rcr-first', line: '\\rcr-first' },
+      { model: 'nul\u0000byte', logged: 'nul\\x00byte', line: 'nul\\x00byte' },
+      { model: '\u001b[2J\u001b]0;pwned\u0007esc', logged: '\\x1b[2J\\x1b]0;pwned\\x07esc', line: '\\x1b[2J\\x1b]0;pwned\\x07esc' },
+      { model: 'c1\u009b31m\u0085del\u007f', logged: 'c1\\x9b31m\\x85del\\x7f', line: 'c1\\x9b31m\\x85del\\x7f' },
+      { model: '=cmd\u0000,"x"', logged: `'=cmd\\x00,"x"`, line: `"'=cmd\\x00,""x"""` },
       { model: 'mistral-é-日本-🙂', logged: 'mistral-é-日本-🙂', line: 'mistral-é-日本-🙂' },
     ];
     const result = await run({
@@ -600,6 +617,13 @@ console.log('done');
     });
     // No cell of the parsed file starts like a formula.
     for (const record of records) assert.doesNotMatch(record['Model']!, /^[=+\-@\t\r]/);
+    // One line per row, and no control character anywhere but the line ends.
+    assert.equal(raw.split('\n').length - 1, models.length + 1);
+    assert.doesNotMatch(raw.replaceAll('\n', ''), /[\u0000-\u001f\u007f-\u009f]/);
+    // Our own validator reads it as a valid log (a NUL used to make it "a binary file").
+    const validate = spawnSync(process.execPath, [join(repoRoot, 'dist', 'src', 'cli', 'main.js'), 'validate', log], { encoding: 'utf8' });
+    assert.equal(validate.status, 0, validate.stdout + validate.stderr);
+    assert.match(validate.stdout + validate.stderr, new RegExp(`valid \\(${models.length} rows`));
   });
 });
 
@@ -751,6 +775,347 @@ console.log(await chat('second-model'));
         expectedFiles.push('usage.csv.moved');
       }
       await assertNoLitter(dir, expectedFiles);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 9. install() in code while the preload is active
+// ---------------------------------------------------------------------------
+
+describe('install() called by the app while the preload is already active', () => {
+  const indexUrl = pathToFileURL(join(repoRoot, 'dist', 'src', 'index.js')).href;
+  it('warns once that its logPath is ignored, and rows go on to the active log', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    const result = await run({
+      dir,
+      mock,
+      log,
+      env: { INDEX_URL: indexUrl },
+      source: String.raw`
+const { install } = await import(process.env.INDEX_URL);
+const uninstall = install({ logPath: 'other.csv' });
+install({ logPath: 'other.csv' });
+install(); // asks for nothing different: silent
+console.log(await chat());
+uninstall(); // a no-op: the preload stays
+console.log(await chat());
+`,
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `${REPLY_TEXT}\n${REPLY_TEXT}\n`);
+    assert.deepEqual(ourLines(result.stderr), [
+      `mistral-usage-log: install() was called while mistral-usage-log is already active in this thread (the preload?), so logPath ${JSON.stringify(join(dir, 'other.csv'))} is ignored (usage goes to ${log})`,
+    ]);
+    const served = await mock.waitForServed(2);
+    const raw = await readFile(log, 'utf8');
+    assertRows(raw.slice(HEADER.length + 1), served);
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// 10. Special files: devices, FIFOs, the app's own stdout, dangling links
+// ---------------------------------------------------------------------------
+
+describe('MISTRAL_USAGE_LOG naming something other than a regular file', () => {
+  /** One call from the main thread, one from a worker thread: the worker must not add a header. */
+  const withWorker = String.raw`
+import { Worker } from 'node:worker_threads';
+console.log('main', await chat());
+fs.writeFileSync('worker.mjs', 'const r = await fetch(process.env.MOCK_URL + "/v1/embeddings", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "mistral-embed", input: ["a"] }) }); await r.json();');
+await new Promise((resolve, reject) => { const w = new Worker('./worker.mjs'); w.on('error', reject); w.on('exit', resolve); });
+console.log('worker done');
+console.log(await chatStream());
+`;
+  const ROW = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00,/;
+
+  it('/dev/stdout (a pipe): one header, then each row whole, in order with the app\'s own output', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const result = await run({ dir, mock, log: '/dev/stdout', source: withWorker });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, '', 'nothing from us on stderr');
+    const served = await mock.waitForServed(3);
+    const lines = result.stdout.split('\n');
+    assert.equal(lines.pop(), '');
+    const rows = lines.filter((line) => ROW.test(line));
+    assert.deepEqual(
+      lines.map((line) => (ROW.test(line) ? 'ROW' : line)),
+      [HEADER, 'ROW', `main ${REPLY_TEXT}`, 'ROW', 'worker done', 'ROW', STREAM_TEXT],
+      result.stdout,
+    );
+    assert.deepEqual(rows.map((row) => row.slice(row.indexOf(',') + 1)), served.map(rowTail));
+  });
+
+  it('/dev/stdout redirected to a file (`> out.txt`): rows go in between the app\'s lines, nothing overwritten', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const { open } = await import('node:fs/promises');
+    const { spawn } = await import('node:child_process');
+    const { childEnv, linkNodeModules } = await import('./support/run-app.js');
+    await writeFile(join(dir, 'app.mjs'), LIB + `console.log('before'); console.log(await chat()); console.log(await chatStream()); console.log('after');\n`);
+    await linkNodeModules(dir);
+    const out = join(dir, 'out.txt');
+    const handle = await open(out, 'w'); // O_TRUNC without O_APPEND, as a shell's `>`
+    try {
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--import', pathToFileURL(registerPath).href, 'app.mjs'], {
+          cwd: dir,
+          stdio: ['ignore', handle.fd, 'inherit'],
+          env: childEnv({ MOCK_URL: mock.url, MISTRAL_USAGE_HOSTS: mock.hostPort, MISTRAL_USAGE_LOG: '/dev/stdout' }),
+        });
+        child.on('error', reject);
+        child.on('close', resolve);
+      });
+      assert.equal(code, 0);
+    } finally {
+      await handle.close();
+    }
+    const served = await mock.waitForServed(2);
+    const lines = (await readFile(out, 'utf8')).split('\n');
+    assert.equal(lines.pop(), '');
+    assert.deepEqual(lines.map((line) => (ROW.test(line) ? 'ROW' : line)), ['before', HEADER, 'ROW', REPLY_TEXT, 'ROW', STREAM_TEXT, 'after']);
+    assert.deepEqual(lines.filter((line) => ROW.test(line)).map((row) => row.slice(row.indexOf(',') + 1)), served.map(rowTail));
+  });
+
+  it('/dev/null: rows vanish quietly, the app is unchanged', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const bare = await run({ dir, mock, log: '/dev/null', source: withWorker, preload: false });
+    const result = await run({ dir, mock, log: '/dev/null', source: withWorker });
+    assertClean(result, bare.stdout);
+    assert.equal(result.stderr, '');
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'worker.mjs']);
+  });
+
+  it('a FIFO with a reader: the reader gets one header and every row', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const fifo = join(dir, 'usage.fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const { spawn } = await import('node:child_process');
+    const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let read = '';
+    reader.stdout.on('data', (chunk: Buffer) => (read += chunk.toString('utf8')));
+    const readerDone = new Promise((resolve) => reader.on('close', resolve));
+    // Opening the FIFO for writing from here lets cat's open return; closing it leaves cat waiting for the app.
+    const { open } = await import('node:fs/promises');
+    const keeper = await open(fifo, 'w');
+    const result = await run({ dir, mock, log: fifo, source: withWorker });
+    await keeper.close();
+    await readerDone;
+    assertClean(result, `main ${REPLY_TEXT}\nworker done\n${STREAM_TEXT}\n`);
+    const served = await mock.waitForServed(3);
+    assert.ok(read.startsWith(`${HEADER}\n`), read);
+    assertRows(read.slice(HEADER.length + 1), served);
+  });
+
+  it('a FIFO that nobody reads: one warning that says so, the app neither blocks nor changes', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const fifo = join(dir, 'usage.fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const result = await run({ dir, mock, log: fifo, source: withWorker });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `main ${REPLY_TEXT}\nworker done\n${STREAM_TEXT}\n`);
+    const lines = ourLines(result.stderr);
+    // One line per thread at most: the worker has its own log handle.
+    assert.ok(lines.length >= 1 && lines.length <= 2, result.stderr);
+    for (const line of lines) {
+      assert.equal(line, `mistral-usage-log: cannot write the usage log ${fifo} (it is a named pipe (FIFO) and no process is reading it); usage is not being logged: set MISTRAL_USAGE_LOG to a writable file`);
+    }
+  });
+
+  it('a dangling symbolic link: the file it points to is created, with its folder', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const { symlink, lstat } = await import('node:fs/promises');
+    const link = join(dir, 'usage.csv');
+    await symlink(join('shared', 'logs', 'real.csv'), link);
+    const result = await run({ dir, mock, log: link, source: `console.log(await chat()); console.log(await chatStream());\n` });
+    assertClean(result, `${REPLY_TEXT}\n${STREAM_TEXT}\n`);
+    const served = await mock.waitForServed(2);
+    assert.ok((await lstat(link)).isSymbolicLink(), 'the link is kept');
+    const raw = await readFile(join(dir, 'shared', 'logs', 'real.csv'), 'utf8');
+    assert.ok(raw.startsWith(`${HEADER}\n`), raw);
+    assertRows(raw.slice(HEADER.length + 1), served);
+    await assertNoLitter(join(dir, 'shared', 'logs'), ['real.csv']);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// 11. A lock file another process holds (or left behind)
+// ---------------------------------------------------------------------------
+
+describe('a repair lock held by another process', () => {
+  // The log is empty, so the first batch must write the header under FILE.lock, which is fresh.
+  const monitor = String.raw`
+const LOG = process.env.TARGET_LOG;
+let maxGap = 0;
+let last = performance.now();
+const timer = setInterval(() => { const now = performance.now(); maxGap = Math.max(maxGap, now - last); last = now; }, 1);
+const report = () => { clearInterval(timer); console.log(maxGap < 1000 ? 'never blocked' : 'event loop blocked for ' + Math.round(maxGap) + ' ms'); };
+`;
+  it('never blocks the event loop; the waiting rows are written as soon as the lock goes', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    await writeFile(log, '');
+    await writeFile(`${log}.lock`, '');
+    const result = await run({
+      dir,
+      mock,
+      log,
+      env: { TARGET_LOG: log },
+      source: `${monitor}
+await chat();
+await chatStream();
+await sleep(50);
+if (fs.readFileSync(LOG, 'utf8') !== '') throw new Error('written while the lock was held');
+fs.unlinkSync(LOG + '.lock'); // the other process is done
+await waitForLines(LOG, 3); // the two waiting rows follow within moments, not at exit
+await chat();
+report();
+`,
+    });
+    assertClean(result, 'never blocked\n');
+    const served = await mock.waitForServed(3);
+    const raw = await readFile(log, 'utf8');
+    assert.ok(raw.startsWith(`${HEADER}\n`), raw);
+    assertRows(raw.slice(HEADER.length + 1), served);
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+  });
+
+  it('a lock left behind (younger than 10 s) never blocks the event loop; the rows are written at exit, the lock is left alone', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    await writeFile(log, '');
+    await writeFile(`${log}.lock`, '');
+    const result = await run({ dir, mock, log, env: { TARGET_LOG: log }, source: `${monitor}\nawait chat();\nawait Promise.all([chatStream(), chat()]);\nawait embed();\nreport();\n` });
+    assertClean(result, 'never blocked\n');
+    const served = await mock.waitForServed(4);
+    const raw = await readFile(log, 'utf8');
+    assert.ok(raw.startsWith(`${HEADER}\n`), raw);
+    const tail = raw.slice(HEADER.length + 1);
+    const order = tail.split('\n')[1]?.endsWith(rowTail(served[1]!)) ? [0, 1, 2, 3] : [0, 2, 1, 3];
+    assertRows(tail, order.map((i) => served[i]!));
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv', 'usage.csv.lock']);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// 12. A file that was foreign once, and a log that lost its header
+// ---------------------------------------------------------------------------
+
+describe('a log that was not ours, or lost its header, while the app runs', () => {
+  const FOREIGN = 'Time,Model,Prompt,Completion,Total\n2024-01-01,m,1,2,3\n';
+  const source = String.raw`
+const LOG = process.env.TARGET_LOG;
+console.log(await chat('refused-1'));
+await Promise.all([chat('refused-2'), chatStream('refused-3')]);
+switch (process.env.MODE) {
+  case 'move': fs.renameSync(LOG, LOG + '.theirs'); break;
+  case 'delete': fs.unlinkSync(LOG); break;
+  case 'empty': fs.truncateSync(LOG, 0); break;
+  case 'replace': fs.writeFileSync(LOG + '.new', process.env.REPLACEMENT); fs.renameSync(LOG + '.new', LOG); break;
+}
+console.log(await chat('logged-1'));
+await sleep(20);
+console.log(await chatStream('logged-2'));
+`;
+  const cases: { mode: string; keep: string; theirs?: boolean }[] = [
+    { mode: 'move', keep: `${HEADER}\n`, theirs: true },
+    { mode: 'delete', keep: `${HEADER}\n` },
+    { mode: 'empty', keep: `${HEADER}\n` },
+    { mode: 'replace', keep: `${HEADER}\n${OLD_ROW}\n` },
+  ];
+  for (const c of cases) {
+    it(`a foreign file, then ${c.mode === 'empty' ? 'emptied' : `${c.mode}d`}: one warning, and logging resumes with the next call`, async (t) => {
+      const dir = await tempDirFor(t, 'mul-csv-');
+      const mock = await mockFor(t);
+      const log = join(dir, 'usage.csv');
+      await writeFile(log, FOREIGN);
+      const result = await run({ dir, mock, log, source, env: { TARGET_LOG: log, MODE: c.mode, REPLACEMENT: `${HEADER}\n${OLD_ROW}\n` } });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, `${REPLY_TEXT}\n${REPLY_TEXT}\n${STREAM_TEXT}\n`);
+      const lines = ourLines(result.stderr);
+      assert.equal(lines.length, 1, result.stderr);
+      assert.ok(lines[0]!.includes('column 1 is "Time", expected TimestampUTC'), lines[0]);
+      const served = await mock.waitForServed(5);
+      const raw = await readFile(log, 'utf8');
+      assert.ok(raw.startsWith(c.keep), JSON.stringify(raw));
+      assertRows(raw.slice(c.keep.length), served.slice(3));
+      if (c.theirs) assert.equal(await readFile(`${log}.theirs`, 'utf8'), FOREIGN, 'their file is untouched');
+      await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv', ...(c.theirs ? ['usage.csv.theirs'] : [])]);
+    });
+  }
+
+  it('truncated, and another writer\'s row landed first (copytruncate racing a write): the header comes back, rows kept', async (t) => {
+    const dir = await tempDirFor(t, 'mul-csv-');
+    const mock = await mockFor(t);
+    const log = join(dir, 'usage.csv');
+    const result = await run({
+      dir,
+      mock,
+      log,
+      env: { TARGET_LOG: log, RACED_ROW: OLD_ROW },
+      source: String.raw`
+const LOG = process.env.TARGET_LOG;
+console.log(await chat('before'));
+await waitForLines(LOG, 2);
+// What a lost race leaves: the file truncated, then a row of another process's at offset 0.
+fs.truncateSync(LOG, 0);
+fs.appendFileSync(LOG, process.env.RACED_ROW + '\n');
+console.log(await chat('after-1'));
+await chatStream('after-2');
+`,
+    });
+    assertClean(result, `${REPLY_TEXT}\n${REPLY_TEXT}\n`);
+    const served = await mock.waitForServed(3);
+    const raw = await readFile(log, 'utf8');
+    const keep = `${HEADER}\n${OLD_ROW}\n`;
+    assert.ok(raw.startsWith(keep), JSON.stringify(raw));
+    assertRows(raw.slice(keep.length), served.slice(1));
+    await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
+  });
+
+  // Found at start: a log that lost its header (to a truncation that raced a write), a user's rows.
+  const LAST = '2024-01-01T00:00:01.000000+00:00,mistral-large-latest,4,5,9';
+  const headerless: { name: string; before: string; keep: string; last?: string }[] = [
+    { name: 'rows without a header: the header is put back, the rows kept', before: `${OLD_ROW}\n${LAST}\n`, keep: `${HEADER}\n${OLD_ROW}\n${LAST}\n` },
+    {
+      // Its last line is copied once no write can still be under way (a second, or exit), after the new rows.
+      name: 'rows without a header or a final newline: the last row is kept, with a newline',
+      before: `${OLD_ROW}\n${LAST}`,
+      keep: `${HEADER}\n${OLD_ROW}\n`,
+      last: `${LAST}\n`,
+    },
+    {
+      // What an emptied file holds when a row of a writer that had not seen the truncation lands
+      // between another process's check and its header.
+      name: 'a header that landed after a racing row: moved to the top, one header',
+      before: `${OLD_ROW}\n${HEADER}\n${LAST}\n`,
+      keep: `${HEADER}\n${OLD_ROW}\n${LAST}\n`,
+    },
+  ];
+  for (const c of headerless) {
+    it(c.name, async (t) => {
+      const dir = await tempDirFor(t, 'mul-csv-');
+      const mock = await mockFor(t);
+      const log = join(dir, 'usage.csv');
+      await writeFile(log, c.before);
+      const result = await run({ dir, mock, log, source: `console.log(await chat());\nconsole.log(await chatStream());\n` });
+      assertClean(result, `${REPLY_TEXT}\n${STREAM_TEXT}\n`);
+      const served = await mock.waitForServed(2);
+      const raw = await readFile(log, 'utf8');
+      const last = c.last ?? '';
+      assert.ok(raw.startsWith(c.keep) && raw.endsWith(last), JSON.stringify(raw));
+      assertRows(raw.slice(c.keep.length, raw.length - last.length), served);
+      await assertNoLitter(dir, ['app.mjs', 'node_modules', 'usage.csv']);
     });
   }
 });

@@ -30,9 +30,9 @@ export function readUsage(usage: unknown, model: string | undefined): Extraction
   const prompt = readCount(fields, "prompt_tokens");
   const completion = readCount(fields, "completion_tokens");
   const total = readCount(fields, "total_tokens");
-  if (prompt === INVALID) return notWhole(fields, "prompt_tokens");
-  if (completion === INVALID) return notWhole(fields, "completion_tokens");
-  if (total === INVALID) return notWhole(fields, "total_tokens");
+  if (prompt === INVALID) return invalidCount(fields, "prompt_tokens");
+  if (completion === INVALID) return invalidCount(fields, "completion_tokens");
+  if (total === INVALID) return invalidCount(fields, "total_tokens");
   if (prompt === undefined && total === undefined) return malformed("usage has neither prompt_tokens nor total_tokens");
   const promptTokens = (prompt as number | undefined) ?? 0;
   const completionTokens = (completion as number | undefined) ?? 0;
@@ -42,8 +42,18 @@ export function readUsage(usage: unknown, model: string | undefined): Extraction
 
 const INVALID = Symbol("invalid");
 
-function notWhole(fields: Record<string, unknown>, name: string): Extraction {
-  return malformed(`usage.${name} is ${JSON.stringify(fields[name])}, not a whole number`);
+/** Why a count was refused, in the words a reader of the warning needs. */
+function invalidCount(fields: Record<string, unknown>, name: string): Extraction {
+  const value = fields[name];
+  const shown = JSON.stringify(value);
+  if (typeof value === "number" && Number.isInteger(value)) {
+    // 2^60 parses to a whole number, but not one a double holds exactly: say so, not "not whole".
+    if (value < 0) return malformed(`usage.${name} is ${shown}, a negative count`);
+    // Digits as the API most likely sent them (2^60, not JavaScript's 1152921504606847000).
+    const digits = value < 1e21 ? BigInt(value).toString() : shown;
+    return malformed(`usage.${name} is ${digits}, too large to be an exact count (more than ${Number.MAX_SAFE_INTEGER})`);
+  }
+  return malformed(`usage.${name} is ${shown}, not a whole number`);
 }
 
 function readCount(fields: Record<string, unknown>, name: string): number | undefined | typeof INVALID {

@@ -44,15 +44,33 @@ let lastModelField = "";
 
 function modelField(model: string): string {
   if (model !== lastModel) {
-    lastModelField = csvField(guardFormula(model));
+    lastModelField = csvField(guardFormula(escapeControls(model)));
     lastModel = model;
   }
   return lastModelField;
 }
 
+// C0 controls (NUL, ESC, CR, LF, tab...), DEL and C1 controls (U+0080 to U+009F, CSI among them).
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const CONTROLS = new RegExp(CONTROL.source, "g");
+const NAMED_CONTROLS: Readonly<Record<string, string>> = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+
+/**
+ * A model string from the network with its control characters written as escapes, `\n`, `\t`,
+ * `\r` or `\xHH` (as Python's repr spells them): a NUL makes the log a binary file to every
+ * reader (`mistral-usage validate` included), an ESC or CSI reaches the terminal of whoever `cat`s
+ * the log, and a line break splits a row for every line-based tool. Backslashes are left as they
+ * are: model names have none, and the escapes only need to be readable.
+ */
+export function escapeControls(model: string): string {
+  if (!CONTROL.test(model)) return model;
+  return model.replace(CONTROLS, (c) => NAMED_CONTROLS[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
 /**
  * Spreadsheets run a cell that starts with = + - @ (or tab/CR) as a formula; a model string from a
  * gateway or mock must not be able to do that to whoever opens the log (OWASP "CSV injection").
+ * (The log's tab and CR are escaped before this guard; it still guards them for other callers.)
  */
 export function guardFormula(model: string): string {
   return /^[=+\-@\t\r]/.test(model) ? `'${model}` : model;

@@ -69,6 +69,9 @@ export interface RunNodeOptions {
   timeoutMs?: number;
   /** Written to the child's stdin, which is then closed. */
   input?: string;
+  /** Run the child as this user and group (the runner must be root). */
+  uid?: number;
+  gid?: number;
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -95,7 +98,8 @@ export function childEnv(overrides: Record<string, string | undefined> = {}): No
 export function runNode(args: string[], opts: RunNodeOptions): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(opts.node ?? process.execPath, args, { cwd: opts.cwd, env: childEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    const ids = { ...(opts.uid === undefined ? {} : { uid: opts.uid }), ...(opts.gid === undefined ? {} : { gid: opts.gid }) };
+    const child = spawn(opts.node ?? process.execPath, args, { cwd: opts.cwd, env: childEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'], ...ids });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     let timedOut = false;
@@ -137,6 +141,9 @@ export interface RunAppOptions {
   args?: string[];
   timeoutMs?: number;
   input?: string;
+  /** Run the child as this user and group (the runner must be root). */
+  uid?: number;
+  gid?: number;
 }
 
 /**
@@ -177,6 +184,8 @@ export async function runApp(opts: RunAppOptions): Promise<RunResult> {
   if (opts.node !== undefined) runOpts.node = opts.node;
   if (opts.timeoutMs !== undefined) runOpts.timeoutMs = opts.timeoutMs;
   if (opts.input !== undefined) runOpts.input = opts.input;
+  if (opts.uid !== undefined) runOpts.uid = opts.uid;
+  if (opts.gid !== undefined) runOpts.gid = opts.gid;
   return runNode([...preload, ...(opts.nodeArgs ?? []), script, ...(opts.args ?? [])], runOpts);
 }
 

@@ -120,6 +120,16 @@ describe("configFromEnv", () => {
       assert.match(config.warnings[0]!, /MISTRAL_USAGE_HOSTS: ignoring "http:\/\/bad\.example"/);
     });
 
+    test(".corp, gw;evil and gw\\x are refused with the warning, each", () => {
+      const config = configFromEnv({ MISTRAL_USAGE_HOSTS: ".corp,gw;evil,gw\\x,ok.example" }, CWD);
+      assert.deepEqual(config.extraHosts, ["ok.example"]);
+      assert.deepEqual(config.warnings, [
+        'MISTRAL_USAGE_HOSTS: ignoring ".corp" (expected host or host:port, e.g. gateway.example.com or 127.0.0.1:8080)',
+        'MISTRAL_USAGE_HOSTS: ignoring "gw;evil" (expected host or host:port, e.g. gateway.example.com or 127.0.0.1:8080)',
+        'MISTRAL_USAGE_HOSTS: ignoring "gw\\x" (expected host or host:port, e.g. gateway.example.com or 127.0.0.1:8080)',
+      ]);
+    });
+
     test("one warning per invalid entry, and all problems are reported together", () => {
       const config = configFromEnv(
         { MISTRAL_USAGE_HOSTS: "a b, host:0", MISTRAL_USAGE_LOG: "", MISTRAL_USAGE_VERBOSE: "maybe" },
@@ -166,6 +176,11 @@ describe("parseHosts", () => {
     ["[2001:DB8::A]:443", "[2001:db8::a]:443"],
     // Internationalised names come out as URL.hostname spells them (punycode).
     ["bücher.example", "xn--bcher-kva.example"],
+    // Names a container network resolves, and a trailing dot (the same host).
+    ["my_gateway", "my_gateway"],
+    ["gw-1.internal:8443", "gw-1.internal:8443"],
+    ["gw.local.", "gw.local"],
+    [`${"a".repeat(63)}.example`, `${"a".repeat(63)}.example`],
   ];
   for (const [entry, expected] of valid) {
     test(`${JSON.stringify(entry)} → ${expected}`, () => {
@@ -193,6 +208,24 @@ describe("parseHosts", () => {
     "[::1]:70000",
     "a:b:c",
     "[]",
+    // Not host names, though URL takes them: an empty label, a separator URL keeps, a backslash it
+    // reads as a path, a percent escape it decodes, labels that start or end with "-".
+    ".corp",
+    "gw;evil",
+    "gw\\x",
+    "gw\\x:8080",
+    "a%41b",
+    "gw..local",
+    "-gw.local",
+    "gw-.local",
+    "gw!x",
+    "gw$x",
+    "gw=x",
+    "gw~x",
+    "gw'x",
+    "gw\"x",
+    "gw\u0000x",
+    `${"a".repeat(64)}.example`,
   ];
   for (const entry of invalid) {
     test(`${JSON.stringify(entry)} is invalid`, () => {

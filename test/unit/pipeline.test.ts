@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { createPipeline } from "../../src/pipeline.js";
+import { createPipeline, redactPath } from "../../src/pipeline.js";
 import type { UsageEvent } from "../../src/record/usage-event.js";
 import { fanOut, type UsageSink } from "../../src/sink/sink.js";
 import type { ExchangeObserver } from "../../src/taps/exchange.js";
@@ -110,6 +110,36 @@ describe("createPipeline", () => {
     pipeline.close();
     assert.deepEqual([first.flushes, first.closes, second.flushes, second.closes], [1, 1, 1, 1]);
   });
+});
+
+describe("secrets in a request path never reach a warning", () => {
+  const KEY = "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY"; // the shape of a Mistral API key: 32 letters and digits
+  test("a key in a gateway path is redacted in the warning of a 2xx without usage", () => {
+    const warnings: string[] = [];
+    const pipeline = createPipeline({ sinks: [new MemorySink()], extraHosts: ["gw.example"], warn: (m) => warnings.push(m) });
+    const call = pipeline.observe("https://gw.example", `/key/${KEY}/v1/chat/completions?api_key=${KEY}`, "POST");
+    assert.ok(call);
+    exchange(call, "application/json", '{"model":"m","choices":[]}');
+    assert.deepEqual(warnings, ["POST https://gw.example/key/[redacted]/v1/chat/completions: 200 response has no usage; no row written"]);
+  });
+
+  const cases: Array<[string, string]> = [
+    ["/v1/chat/completions", "/v1/chat/completions"],
+    [`/key/${KEY}/v1/chat/completions`, "/key/[redacted]/v1/chat/completions"],
+    [`/sk-proj-${KEY}/v1/embeddings`, "/[redacted]/v1/embeddings"],
+    ["/openai/deployments/0123456789abcdef0123456789abcdef/v1/chat/completions", "/openai/deployments/[redacted]/v1/chat/completions"],
+    ["/t/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcDEF123/v1/fim/completions", "/t/[redacted]/v1/fim/completions"],
+    ["/x/QWxhZGRpbnxvcGVuc2VzYW1lQWxhZGRpbg/v1/embeddings", "/x/[redacted]/v1/embeddings"],
+    ["https://user:s3cret@api.mistral.ai/v1/chat/completions", "https://api.mistral.ai/v1/chat/completions"],
+    // Readable names stay.
+    ["/mistral/v1/chat/completions", "/mistral/v1/chat/completions"],
+    ["/deployments/mistral-small-2503-eastus/v1/chat/completions", "/deployments/mistral-small-2503-eastus/v1/chat/completions"],
+    ["/v1/conversations/0195f0b2-7c5e-7a3b-9c1d-2e3f4a5b6c7d/restart", "/v1/conversations/0195f0b2-7c5e-7a3b-9c1d-2e3f4a5b6c7d/restart"],
+    ["/2024-05-01-preview/v1/embeddings", "/2024-05-01-preview/v1/embeddings"],
+  ];
+  for (const [path, shown] of cases) {
+    test(`${path} → ${shown}`, () => assert.equal(redactPath(path), shown));
+  }
 });
 
 describe("fanOut", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { HEADER_FIELDS, HEADER_LINE, formatRows, formatTimestamp, guardFormula } from "../../../src/log/format.js";
+import { HEADER_FIELDS, HEADER_LINE, formatRows, escapeControls, formatTimestamp, guardFormula } from "../../../src/log/format.js";
 import type { UsageEvent } from "../../../src/record/usage-event.js";
 
 // --- helpers --------------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ describe("formatRows", () => {
       ["a,b", '"a,b"'],
       ['say "hi"', '"say ""hi"""'],
       ['"', '""""'],
-      ["line\nbreak", '"line\nbreak"'],
+      ['a,"b"\n', '"a,""b""\\n"'],
     ];
     for (const [model, field] of exact) {
       test(`${JSON.stringify(model)} is written as ${field}`, () => {
@@ -122,26 +122,16 @@ describe("formatRows", () => {
       });
     }
 
-    test("a lone CR inside the model is quoted", () => {
-      const text = formatRows([row("mistral\rsmall")]);
-      assert.ok(text.includes('"mistral\rsmall"'), JSON.stringify(text));
-      assert.ok(text.endsWith("\n"));
-    });
-
     const models = [
       "mistral-small-latest",
       "a,b",
       'say "hi"',
-      "line\nbreak",
-      "cr\ronly",
-      "crlf\r\ninside",
-      "trailing cr\r",
-      ",\",\n\r",
+      ",\",",
       "日本語-模型-😀",
       " leading space",
       "trailing space ",
-      "tab\tinside",
       "'already quoted'",
+      "back\\slash",
       "",
     ];
     for (const model of models) {
@@ -154,8 +144,40 @@ describe("formatRows", () => {
     }
   });
 
+  describe("control characters are escaped: the log is text, on one line per row", () => {
+    const escaped: Array<[string, string]> = [
+      ["line\nbreak", "line\\nbreak"],
+      ["cr\ronly", "cr\\ronly"],
+      ["crlf\r\ninside", "crlf\\r\\ninside"],
+      ["tab\tinside", "tab\\tinside"],
+      ["nul\u0000byte", "nul\\x00byte"],
+      ["\u001b[31mred\u001b[0m", "\\x1b[31mred\\x1b[0m"],
+      ["bell\u0007", "bell\\x07"],
+      ["del\u007f", "del\\x7f"],
+      ["c1-csi\u009b2J", "c1-csi\\x9b2J"],
+      ["c1-nel\u0085", "c1-nel\\x85"],
+      ["\tcmd", "\\tcmd"],
+      ["\rcmd", "\\rcmd"],
+      // Printable non-ASCII stays as it is: only U+0080 to U+009F are controls.
+      ["no-break\u00a0space-é", "no-break\u00a0space-é"],
+    ];
+    for (const [model, logged] of escaped) {
+      test(`${JSON.stringify(model)} is written as ${JSON.stringify(logged)}`, () => {
+        assert.equal(escapeControls(model), logged);
+        const text = formatRows([row(model)]);
+        assert.equal(text, `2026-11-24T10:30:01.123456+00:00,${logged},19,2,21\n`);
+        assert.doesNotMatch(text.slice(0, -1), /[\u0000-\u001f\u007f-\u009f]/);
+      });
+    }
+
+    test("escaping keeps the quoting and the formula guard", () => {
+      assert.equal(formatRows([row('=A1\u001b,"x"')]), `2026-11-24T10:30:01.123456+00:00,"'=A1\\x1b,""x""",19,2,21\n`);
+      assert.equal(formatRows([row("@\n")]), "2026-11-24T10:30:01.123456+00:00,'@\\n,19,2,21\n");
+    });
+  });
+
   describe("formula guard", () => {
-    const guarded = ["=cmd|' /C calc'!A0", "+1", "-1", "@SUM(A1:A2)", "\tmodel", "\rmodel", "=HYPERLINK(\"http://x\",\"y\")", "-mistral"];
+    const guarded = ["=cmd|' /C calc'!A0", "+1", "-1", "@SUM(A1:A2)", "=HYPERLINK(\"http://x\",\"y\")", "-mistral"];
     for (const model of guarded) {
       test(`${JSON.stringify(model)} gets a leading '`, () => {
         assert.equal(guardFormula(model), `'${model}`);
@@ -163,6 +185,11 @@ describe("formatRows", () => {
         assert.equal(record?.[1], `'${model}`);
       });
     }
+
+    test("guardFormula itself still guards a leading tab or CR (the log escapes them first)", () => {
+      assert.equal(guardFormula("\tmodel"), "'\tmodel");
+      assert.equal(guardFormula("\rmodel"), "'\rmodel");
+    });
 
     const unguarded = ["mistral-small-latest", "open-mistral-7b", "ft:open-mistral-7b:abc", " =x", "a=b", "'=x", "", "１+1"];
     for (const model of unguarded) {
