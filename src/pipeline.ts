@@ -32,7 +32,7 @@ export interface PipelineOptions {
 export interface Pipeline {
   /** Called by a tap once per request; returns undefined for requests that are not usage-bearing Mistral calls. */
   readonly observe: ObserverFactory;
-  /** Writes what the sinks hold, synchronously. */
+  /** Writes what the sinks hold, synchronously (see UsageSink.flush). */
   flush(): void;
   /**
    * Records what the calls still open have already received (compressed streams on a Node whose

@@ -7,9 +7,15 @@ import type { UsageEvent } from "../record/usage-event.js";
 export interface UsageSink {
   /** Takes one event. May write at once or batch; the event must not be lost once this returns. */
   append(event: UsageEvent): void;
-  /** Writes everything taken so far, synchronously: it runs on the process's exit path. */
+  /**
+   * Writes everything taken so far, synchronously. A sink may keep events a moment longer when it
+   * cannot write now (the CSV log while another process repairs the file), never past `close()`.
+   */
   flush(): void;
-  /** Flushes, then releases what the sink holds (descriptors, timers). It may be appended to again. */
+  /**
+   * The exit path: writes everything, synchronously and within a bounded time, then releases what
+   * the sink holds (descriptors, timers, threads). It may be appended to again afterwards.
+   */
   close(): void;
 }
 
