@@ -10,6 +10,7 @@
  * prints `{"url":"http://127.0.0.1:PORT"}` and serves until SIGTERM/SIGINT.
  */
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { realpathSync } from 'node:fs';
@@ -47,7 +48,7 @@ export interface ReceivedRequest {
 }
 
 export interface MockMistral {
-  /** `http://127.0.0.1:PORT`, no trailing slash. */
+  /** `http://127.0.0.1:PORT` (`https://` in TLS mode), no trailing slash. */
   url: string;
   /** `127.0.0.1:PORT` */
   hostPort: string;
@@ -70,6 +71,8 @@ export interface StartOptions {
   defaults?: string;
   /** Port to listen on (default 0: an ephemeral port). */
   port?: number;
+  /** Serve HTTPS with this certificate (PEM) instead of plain HTTP; `url` then starts with https://. */
+  tls?: { key: string; cert: string };
 }
 
 export type Encoding = 'identity' | 'gzip' | 'deflate' | 'br' | 'zstd';
@@ -1024,14 +1027,18 @@ export async function startMockMistral(options: StartOptions = {}): Promise<Mock
     if (complete && carriesUsage) record(false);
   };
 
-  const server: Server = createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       // A bug in the mock must be loud, not a hung test.
       console.error('mock-mistral: handler failed', err);
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(`mock-mistral internal error: ${String(err)}`);
     });
-  });
+  };
+  const server: Server =
+    options.tls === undefined
+      ? createServer({ keepAliveTimeout: 5000 }, onRequest)
+      : createTlsServer({ keepAliveTimeout: 5000, ...options.tls }, onRequest);
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -1044,7 +1051,7 @@ export async function startMockMistral(options: StartOptions = {}): Promise<Mock
   let closing: Promise<void> | undefined;
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`,
     hostPort: `127.0.0.1:${port}`,
     port,
     served,

@@ -1,0 +1,424 @@
+/**
+ * The local proxy: a tap on the wire that feeds the same pipeline as the preload.
+ *
+ * Two fronts, one forwarding path:
+ * - forward-proxy mode (`run`): CONNECT to a Mistral host is answered with a certificate from the
+ *   run's CA and the decrypted requests are forwarded; every other CONNECT is tunnelled byte for
+ *   byte (nothing minted, nothing read). Absolute-form requests (`POST https://api.mistral.ai/...`
+ *   sent to the proxy in the clear, as axios does) take the same path. A per-run credential is
+ *   required (407 without it).
+ * - base-URL mode (`proxy`): origin-form requests (`POST /v1/chat/completions`) go to the one
+ *   configured upstream, never to a host the client names.
+ *
+ * Bodies are streamed both ways with backpressure, never buffered or re-encoded; the observer sees
+ * the same still-encoded chunks as they pass, as the in-process taps report them.
+ */
+import { timingSafeEqual } from "node:crypto";
+import http from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import net from "node:net";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import tls from "node:tls";
+import type { ExchangeObserver, ObserverFactory } from "../taps/exchange.js";
+import type { CertificateAuthority } from "./ca.js";
+import type { Upstream } from "./upstream.js";
+
+export interface ForwardProxyOptions {
+  /** Mints the certificates of intercepted hosts. */
+  readonly ca: CertificateAuthority;
+  /** `user:password` that clients must send in Proxy-Authorization (Basic). */
+  readonly credential: string;
+  /** Whether CONNECTs and absolute-form requests to host:port are decrypted and observed. */
+  readonly intercepts: (host: string, port: number) => boolean;
+  /** `--upstream`: intercepted requests go to this origin instead of the host the app named. */
+  readonly redirect?: URL;
+}
+
+export interface ProxyOptions {
+  readonly observe: ObserverFactory;
+  readonly upstream: Upstream;
+  /** One line per problem (the CLI's reporter). */
+  readonly warn: (message: string) => void;
+  readonly forward?: ForwardProxyOptions;
+  /** Base-URL mode: origin-form requests are forwarded to this URL (its path is a prefix). */
+  readonly base?: URL;
+}
+
+export interface InterceptingProxy {
+  listen(host: string, port: number): Promise<AddressInfo>;
+  /** Exchanges being forwarded right now. */
+  readonly inFlight: number;
+  /** Resolves when no exchange is in flight any more, or after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<void>;
+  /** Stops listening and closes every connection. */
+  close(): Promise<void>;
+}
+
+/** Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), plus the proxy's own. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "expect",
+]);
+
+interface Target {
+  /** The origin the app named (`https://api.mistral.ai`): what the pipeline matches and logs. */
+  readonly logical: URL;
+  /** Where the request really goes (the same, or --upstream / the base URL). */
+  readonly actual: URL;
+  /** Path prefix of the base URL, prepended to the request's path. */
+  readonly prefix: string;
+  readonly observed: boolean;
+}
+
+export function createInterceptingProxy(options: ProxyOptions): InterceptingProxy {
+  const { observe, upstream, warn, forward, base } = options;
+  const expectedAuth = forward === undefined ? undefined : Buffer.from(`Basic ${Buffer.from(forward.credential).toString("base64")}`);
+  const sockets = new Set<Duplex>();
+  /** Decrypted connections → the host:port the client asked to CONNECT to. */
+  const tunnelTargets = new WeakMap<object, { host: string; port: number }>();
+  const contexts = new Map<string, tls.SecureContext>();
+  const rejectedHosts = new Set<string>();
+  let inFlight = 0;
+  let idle: (() => void)[] = [];
+
+  const track = (socket: Duplex): void => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  };
+
+  const authorized = (req: IncomingMessage): boolean => {
+    if (expectedAuth === undefined) return false;
+    const given = Buffer.from(req.headers["proxy-authorization"] ?? "");
+    return given.length === expectedAuth.length && timingSafeEqual(given, expectedAuth);
+  };
+
+  const exchangeDone = (): void => {
+    inFlight--;
+    if (inFlight === 0) {
+      const waiting = idle;
+      idle = [];
+      for (const resolve of waiting) resolve();
+    }
+  };
+
+  /** Forwards one request and its response, streaming both, observing when the target is Mistral. */
+  const forwardExchange = (req: IncomingMessage, res: ServerResponse, target: Target, path: string): void => {
+    inFlight++;
+    let settled = false;
+    let observer: ExchangeObserver | undefined;
+    const report = (what: (o: ExchangeObserver) => void): void => {
+      if (observer === undefined) return;
+      try {
+        what(observer);
+      } catch (error) {
+        observer = undefined;
+        warn(`internal error, please report it: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      }
+    };
+    const settle = (final: (o: ExchangeObserver) => void): void => {
+      if (settled) return;
+      settled = true;
+      report(final);
+      exchangeDone();
+    };
+
+    const method = req.method ?? "GET";
+    const fullPath = `${target.prefix}${path}`;
+    if (target.observed) {
+      try {
+        observer = observe(target.logical.origin, fullPath, method);
+      } catch (error) {
+        warn(`internal error, please report it: ${String(error)}`);
+      }
+    }
+    const headers = forwardedHeaders(req.rawHeaders, target.logical.host !== target.actual.host || target.prefix !== "" ? target.actual.host : undefined);
+    const up = upstream.request(target.actual, { method, path: fullPath, headers });
+
+    up.once("socket", (socket: net.Socket) => socket.setNoDelay(true));
+    up.once("response", (upRes: IncomingMessage) => {
+      report((o) =>
+        o.responseStart({
+          status: upRes.statusCode ?? 0,
+          contentType: joined(upRes.headers["content-type"]),
+          contentEncoding: joined(upRes.headers["content-encoding"]),
+        }),
+      );
+      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, withoutHopByHop(upRes.rawHeaders));
+      // Headers now, not with the first body chunk: a stream's first event may be seconds away.
+      if (upRes.headers["content-length"] !== "0") res.flushHeaders();
+      upRes.on("data", (chunk: Buffer) => {
+        report((o) => o.responseData(chunk));
+        if (!res.write(chunk)) upRes.pause();
+      });
+      res.on("drain", () => upRes.resume());
+      upRes.once("end", () => {
+        res.end();
+        settle((o) => o.responseEnd());
+      });
+      upRes.once("error", (error) => {
+        // The server cut the body short: the client sees the same cut.
+        settle((o) => o.responseError(error));
+        res.destroy();
+      });
+    });
+    up.once("error", (error: NodeJS.ErrnoException) => {
+      settle((o) => o.responseError(error));
+      if (!res.headersSent) {
+        const body = `mistral-usage proxy: cannot reach ${target.actual.host}: ${error.code ?? error.message}\n`;
+        res.writeHead(502, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body) });
+        res.end(body);
+      } else {
+        res.destroy();
+      }
+    });
+    // The app went away (cancelled, timed out, exited): stop the upstream call at once.
+    res.once("close", () => {
+      if (res.writableFinished) return;
+      up.destroy();
+      settle((o) => o.responseError(undefined));
+    });
+
+    if (observer?.wantsRequestBody) req.on("data", (chunk: Buffer) => report((o) => o.requestBody(chunk)));
+    req.pipe(up);
+  };
+
+  /** Requests inside a decrypted tunnel: origin form, to the host the client CONNECTed to. */
+  const inner = http.createServer({ noDelay: true }, (req, res) => {
+    const to = tunnelTargets.get(req.socket);
+    if (to === undefined || forward === undefined) {
+      res.writeHead(500).end();
+      return;
+    }
+    const logical = new URL(`https://${authority(to.host, to.port)}`);
+    forwardExchange(req, res, { logical, actual: forward.redirect ?? logical, prefix: "", observed: true }, req.url ?? "/");
+  });
+  inner.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const to = tunnelTargets.get(req.socket);
+    if (to === undefined || forward === undefined) return socket.destroy();
+    const logical = new URL(`https://${authority(to.host, to.port)}`);
+    pipeUpgrade(req, socket, head, forward.redirect ?? logical, logical.host !== (forward.redirect ?? logical).host);
+  });
+
+  const pipeUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, actual: URL, rewriteHost: boolean): void => {
+    const headers = forwardedHeaders(req.rawHeaders, rewriteHost ? actual.host : undefined, true);
+    const up = upstream.request(actual, { method: req.method ?? "GET", path: req.url ?? "/", headers });
+    up.once("upgrade", (upRes: IncomingMessage, upSocket: Duplex, upHead: Buffer) => {
+      const lines = [`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}`];
+      for (let i = 0; i + 1 < upRes.rawHeaders.length; i += 2) lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
+      socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+      if (upHead.length > 0) socket.write(upHead);
+      if (head.length > 0) upSocket.write(head);
+      upSocket.pipe(socket).pipe(upSocket);
+      upSocket.once("error", () => socket.destroy());
+      socket.once("error", () => upSocket.destroy());
+    });
+    up.once("response", (upRes: IncomingMessage) => {
+      // Not upgraded: pass the answer on and close.
+      socket.write(`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}\r\nconnection: close\r\n\r\n`);
+      upRes.pipe(socket);
+    });
+    up.once("error", () => socket.destroy());
+    up.end();
+  };
+
+  const outer = http.createServer({ noDelay: true }, (req, res) => {
+    const url = req.url ?? "/";
+    if (/^https?:\/\//i.test(url)) {
+      // Absolute form: the client treats us as its proxy for this URL.
+      if (forward === undefined) return refuse(res, 405, "this proxy forwards only to its upstream; point the client's base URL at it\n");
+      if (!authorized(req)) return proxyAuthRequired(res);
+      let named: URL;
+      try {
+        named = new URL(url);
+      } catch {
+        return refuse(res, 400, "bad request URL\n");
+      }
+      const port = Number(named.port || (named.protocol === "https:" ? 443 : 80));
+      const observed = forward.intercepts(named.hostname.replace(/^\[|\]$/g, ""), port);
+      const actual = observed && forward.redirect !== undefined ? forward.redirect : new URL(named.origin);
+      return forwardExchange(req, res, { logical: new URL(named.origin), actual, prefix: "", observed }, `${named.pathname}${named.search}`);
+    }
+    if (base === undefined) return refuse(res, 400, "this is the mistral-usage run proxy: send requests through it as a proxy (HTTPS_PROXY), not to it\n");
+    forwardExchange(req, res, { logical: base, actual: base, prefix: base.pathname.replace(/\/$/, ""), observed: true }, url);
+  });
+  if (base !== undefined) {
+    outer.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      req.url = `${base.pathname.replace(/\/$/, "")}${req.url ?? "/"}`;
+      pipeUpgrade(req, socket, head, base, true);
+    });
+  }
+
+  outer.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    (socket as net.Socket).setNoDelay?.(true);
+    socket.on("error", () => socket.destroy());
+    if (forward === undefined) return rawReply(socket, 405, "Method Not Allowed");
+    if (!authorized(req)) {
+      return rawReply(socket, 407, "Proxy Authentication Required", 'Proxy-Authenticate: Basic realm="mistral-usage"\r\n');
+    }
+    const to = parseAuthority(req.url ?? "");
+    if (to === undefined) return rawReply(socket, 400, "Bad Request");
+    if (head.length > 0) socket.unshift(head);
+    if (forward.intercepts(to.host, to.port) && forward.ca.permits(to.host)) {
+      let context = contexts.get(to.host);
+      if (context === undefined) {
+        context = tls.createSecureContext(forward.ca.leafFor(to.host));
+        contexts.set(to.host, context);
+      }
+      socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+      const secure = new tls.TLSSocket(socket as net.Socket, { isServer: true, secureContext: context, ALPNProtocols: ["http/1.1"] });
+      tunnelTargets.set(secure, to);
+      track(secure);
+      let handshaken = false;
+      secure.once("secure", () => {
+        handshaken = true;
+      });
+      secure.on("error", (error: NodeJS.ErrnoException) => {
+        if (handshaken) return;
+        // The handshake failed: the client refused our certificate (or is not speaking TLS).
+        if (!rejectedHosts.has(to.host)) {
+          rejectedHosts.add(to.host);
+          warn(`a client refused the run's certificate for ${to.host} (${tlsReason(error)}): its calls to ${to.host} are not logged; it may ignore SSL_CERT_FILE/REQUESTS_CA_BUNDLE or pin certificates (see mistral-usage proxy for a base-URL setup)`);
+        }
+      });
+      inner.emit("connection", secure);
+      return;
+    }
+    // Not a Mistral host: a blind tunnel.
+    upstream.tunnel(to.host, to.port).then(
+      (remote) => {
+        track(remote);
+        socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+        remote.pipe(socket).pipe(remote);
+        remote.on("error", () => socket.destroy());
+        socket.once("close", () => remote.destroy());
+      },
+      () => rawReply(socket, 502, "Bad Gateway"),
+    );
+  });
+  outer.on("connection", (socket: net.Socket) => track(socket));
+  // A client that sends garbage gets a 400 and a closed socket, nothing more.
+  outer.on("clientError", (_error, socket: Duplex) => rawReply(socket, 400, "Bad Request"));
+  inner.on("clientError", (_error, socket: Duplex) => socket.destroy());
+
+  return {
+    listen: (host, port) =>
+      new Promise((resolve, reject) => {
+        outer.once("error", reject);
+        outer.listen(port, host, () => {
+          outer.off("error", reject);
+          resolve(outer.address() as AddressInfo);
+        });
+      }),
+    get inFlight() {
+      return inFlight;
+    },
+    drain: (timeoutMs) =>
+      inFlight === 0
+        ? Promise.resolve()
+        : new Promise((resolve) => {
+            const timer = setTimeout(resolve, timeoutMs);
+            idle.push(() => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
+    close: () =>
+      new Promise((resolve) => {
+        outer.close(() => resolve());
+        outer.closeAllConnections();
+        inner.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
+        upstream.close();
+      }),
+  };
+}
+
+/** Request headers for the upstream: the client's own (names as sent), minus hop-by-hop ones. */
+function forwardedHeaders(rawHeaders: readonly string[], host: string | undefined, keepUpgrade = false): string[] {
+  const out: string[] = [];
+  const named = connectionTokens(rawHeaders);
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const lower = name.toLowerCase();
+    if (keepUpgrade && (lower === "connection" || lower === "upgrade")) {
+      out.push(name, rawHeaders[i + 1]!);
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    if (lower === "host" && host !== undefined) continue;
+    out.push(name, rawHeaders[i + 1]!);
+  }
+  if (host !== undefined) out.unshift("Host", host);
+  return out;
+}
+
+function withoutHopByHop(rawHeaders: readonly string[]): string[] {
+  const out: string[] = [];
+  const named = connectionTokens(rawHeaders);
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const lower = rawHeaders[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    out.push(rawHeaders[i]!, rawHeaders[i + 1]!);
+  }
+  return out;
+}
+
+/** Header names listed in Connection: they are hop-by-hop too. */
+function connectionTokens(rawHeaders: readonly string[]): Set<string> {
+  const names = new Set<string>();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() !== "connection") continue;
+    for (const token of rawHeaders[i + 1]!.split(",")) names.add(token.trim().toLowerCase());
+  }
+  names.delete("close");
+  names.delete("keep-alive");
+  return names;
+}
+
+function joined(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(", ") : value;
+}
+
+function authority(host: string, port: number): string {
+  const h = net.isIPv6(host) ? `[${host}]` : host;
+  return port === 443 ? h : `${h}:${port}`;
+}
+
+/** `host:port` of a CONNECT (IPv6 in brackets). */
+export function parseAuthority(text: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]/\s]+)):(\d{1,5})$/.exec(text);
+  if (match === null) return undefined;
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: (match[1] ?? match[2]!).toLowerCase().replace(/\.$/, ""), port };
+}
+
+function refuse(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body), connection: "close" });
+  res.end(body);
+}
+
+function proxyAuthRequired(res: ServerResponse): void {
+  res.writeHead(407, { "proxy-authenticate": 'Basic realm="mistral-usage"', "content-length": 0, connection: "close" });
+  res.end();
+}
+
+function rawReply(socket: Duplex, status: number, reason: string, extra = ""): void {
+  if (socket.writable) socket.end(`HTTP/1.1 ${status} ${reason}\r\n${extra}Content-Length: 0\r\nConnection: close\r\n\r\n`);
+  else socket.destroy();
+}
+
+function tlsReason(error: NodeJS.ErrnoException): string {
+  const alert = /alert ([a-z ]+)/i.exec(error.message)?.[1]?.trim();
+  if (alert !== undefined) return `TLS alert: ${alert.toLowerCase()}`;
+  return error.code ?? error.message;
+}
