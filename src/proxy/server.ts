@@ -77,6 +77,8 @@ interface Target {
   /** Path prefix of the base URL, prepended to the request's path. */
   readonly prefix: string;
   readonly observed: boolean;
+  /** The client named another host (the proxy itself, or a host --upstream replaces): Host must name `actual`. */
+  readonly rewriteHost: boolean;
 }
 
 export function createInterceptingProxy(options: ProxyOptions): InterceptingProxy {
@@ -140,7 +142,7 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
         warn(`internal error, please report it: ${String(error)}`);
       }
     }
-    const headers = forwardedHeaders(req.rawHeaders, target.logical.host !== target.actual.host || target.prefix !== "" ? target.actual.host : undefined);
+    const headers = forwardedHeaders(req.rawHeaders, target.rewriteHost ? target.actual.host : undefined);
     const up = upstream.request(target.actual, { method, path: fullPath, headers });
 
     up.once("socket", (socket: net.Socket) => socket.setNoDelay(true));
@@ -199,7 +201,8 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
       return;
     }
     const logical = new URL(`https://${authority(to.host, to.port)}`);
-    forwardExchange(req, res, { logical, actual: forward.redirect ?? logical, prefix: "", observed: true }, req.url ?? "/");
+    const actual = forward.redirect ?? logical;
+    forwardExchange(req, res, { logical, actual, prefix: "", observed: true, rewriteHost: actual !== logical }, req.url ?? "/");
   });
   inner.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const to = tunnelTargets.get(req.socket);
@@ -245,10 +248,11 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
       const port = Number(named.port || (named.protocol === "https:" ? 443 : 80));
       const observed = forward.intercepts(named.hostname.replace(/^\[|\]$/g, ""), port);
       const actual = observed && forward.redirect !== undefined ? forward.redirect : new URL(named.origin);
-      return forwardExchange(req, res, { logical: new URL(named.origin), actual, prefix: "", observed }, `${named.pathname}${named.search}`);
+      const logical = new URL(named.origin);
+      return forwardExchange(req, res, { logical, actual, prefix: "", observed, rewriteHost: actual.host !== logical.host }, `${named.pathname}${named.search}`);
     }
     if (base === undefined) return refuse(res, 400, "this is the mistral-usage run proxy: send requests through it as a proxy (HTTPS_PROXY), not to it\n");
-    forwardExchange(req, res, { logical: base, actual: base, prefix: base.pathname.replace(/\/$/, ""), observed: true }, url);
+    forwardExchange(req, res, { logical: base, actual: base, prefix: base.pathname.replace(/\/$/, ""), observed: true, rewriteHost: true }, url);
   });
   if (base !== undefined) {
     outer.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
