@@ -46,6 +46,8 @@ export async function startRunProxy(options: { config: Config; env: Env; reporte
     observe: pipeline.observe,
     upstream,
     warn,
+    // For the benchmark's before/after figure only (bench/proxy.ts); not a user setting.
+    ackEarly: env["MISTRAL_USAGE_BENCH_NO_EARLY_ACK"] !== "1",
     forward: {
       ca,
       credential,
