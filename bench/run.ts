@@ -5,7 +5,7 @@
  *   node --import tsx bench/run.ts [--quick] [--out results.json] [--rounds N] [--only REGEX]
  *                                  [--preload FILE] [--with FILE]
  *
- * --only runs the parts whose name matches (workload ids, "start-up", "memory", "sink", "pipeline");
+ * --only runs the parts whose name matches (workload ids, "start-up", "memory", "sink", "pipeline", "proxy");
  * --preload makes B load another build of the preload; --with adds a variant D that loads another
  * build (say a copy of dist/ from before a change, kept inside the checkout so that its imports
  * resolve), so that a fix is measured against the code it replaces in the same run.
@@ -603,6 +603,7 @@ async function main(): Promise<void> {
   const sinkSamples: SinkSample[] = [];
   const memorySamples: ClientSample[] = [];
   let pipelineResults: PipelineResult[] = [];
+  let proxyResult: Awaited<ReturnType<typeof import("./proxy.js").proxyBench>> | undefined;
   try {
     progress(`server at ${server.url}; node ${process.version}; ${QUICK ? "quick" : "full"} run, ${ROUNDS} rounds`);
     const workloads = WORKLOADS.filter((w) => selected(w.id));
@@ -642,6 +643,12 @@ async function main(): Promise<void> {
     if (selected("pipeline") && args.preload === undefined) {
       pipelineResults = await pipeline();
       progress("pipeline done");
+    }
+
+    if (selected("proxy") && args.preload === undefined) {
+      // Python apps under `mistral-usage run` and `mistral-usage proxy` (bench/proxy.ts).
+      const { proxyBench } = await import("./proxy.js");
+      proxyResult = await proxyBench({ quick: QUICK, rounds: ROUNDS, progress });
     }
   } finally {
     server.process.removeAllListeners("exit");
@@ -725,6 +732,10 @@ async function main(): Promise<void> {
     console.log("\nThe preload's own cost per call, in one process without a network (bench/pipeline.mjs; CPU us per call, median of 7, 5 with --quick)");
     for (const r of pipelineResults) console.log(`${r.microsPerCall.toFixed(2).padStart(9)}  ${r.part}`);
   }
+  if (proxyResult !== undefined && proxyResult.markdown !== "") {
+    console.log("\nPython through the proxies (bench/proxy.ts): cells are medians over rounds; (+x) = within-round difference to direct, (×x) = ratio");
+    console.log(proxyResult.markdown);
+  }
   console.log("\nTargets");
   for (const t of targets) console.log(`  ${t.pass ? "holds " : "MISSED"}  ${t.target}: ${t.measured}`);
   if (peerMisses.length > 0) {
@@ -737,8 +748,9 @@ async function main(): Promise<void> {
       targets,
       summary: rows,
       pipeline: pipelineResults,
+      proxy: proxyResult === undefined ? undefined : { rows: proxyResult.rows, markdown: proxyResult.markdown },
       markdown: renderMarkdown(rows, targets, pipelineResults),
-      samples: { client: clientSamples, startup: startupSamples, memory: memorySamples, sink: sinkSamples },
+      samples: { client: clientSamples, startup: startupSamples, memory: memorySamples, sink: sinkSamples, proxy: proxyResult?.samples ?? [] },
     };
     fs.writeFileSync(args.out, `${JSON.stringify(json, null, 2)}\n`);
     console.log(`\nwrote ${args.out}`);
