@@ -4,6 +4,7 @@ import { internalErrorReporter, stderrReporter } from "./report.js";
 import { sinksFromConfig } from "./sink/from-config.js";
 import { TAPS } from "./taps/index.js";
 import { leaveToRunProxy, parseProxyAddress, RUN_PROXY_ENV } from "./taps/via-run-proxy.js";
+import { untappableRuntime, untappableRuntimeMessage } from "./runtime.js";
 
 export { DEFAULT_LIMITS } from "./pipeline.js";
 
@@ -34,6 +35,12 @@ export function install(options: InstallOptions = {}): Uninstall {
   const warn = (message: string): void => reporter.warn(message);
   for (const warning of options.warnings ?? []) warn(warning);
   if (config.disabled || global[INSTALLED]) return () => {};
+  const runtime = untappableRuntime();
+  if (runtime !== undefined) {
+    // Under `mistral-usage run` the proxy logs these calls: nothing to say.
+    if (process.env[RUN_PROXY_ENV] === undefined) warn(untappableRuntimeMessage(runtime));
+    return () => {};
+  }
   global[INSTALLED] = true;
 
   // Children and workers inherit the resolved absolute path, so they write to the same file

@@ -231,9 +231,11 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
   });
 
   const pipeUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, actual: URL, rewriteHost: boolean): void => {
+    track(socket);
     const headers = forwardedHeaders(req.rawHeaders, rewriteHost ? actual.host : undefined, true);
     const up = upstream.request(actual, { method: req.method ?? "GET", path: req.url ?? "/", headers });
     up.once("upgrade", (upRes: IncomingMessage, upSocket: Duplex, upHead: Buffer) => {
+      track(upSocket);
       const lines = [`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}`];
       for (let i = 0; i + 1 < upRes.rawHeaders.length; i += 2) lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
       socket.write(`${lines.join("\r\n")}\r\n\r\n`);

@@ -62,7 +62,8 @@ export function createUpstream(options: UpstreamOptions = {}): Upstream {
       return socket;
     }
     connectThrough(viaProxy!, opts.host, opts.port).then(
-      (raw) => callback(null, tls.connect({ ...tlsOptions, socket: raw as net.Socket })),
+      // host: the name the certificate must carry (an IP address has no servername).
+      (raw) => callback(null, tls.connect({ ...tlsOptions, host: opts.host, socket: raw as net.Socket })),
       (error: Error) => callback(error),
     );
     return undefined;
