@@ -40,6 +40,8 @@ Only connections to mistral.ai, *.mistral.ai and MISTRAL_USAGE_HOSTS are
 decrypted (with a CA made in memory for this run, limited to those names,
 whose key is never written); everything else is tunnelled untouched. A Node
 call seen by both the preload and the proxy is logged once, by the proxy.
+Node 20's fetch ignores proxy variables: it goes straight to the host the
+app named (--upstream does not apply to it) and the preload logs it.
 Clients that ignore proxy variables (aiohttp without trust_env, Java) are
 not seen: use ${PROGRAM} proxy and point their base URL at it.
 

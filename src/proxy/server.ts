@@ -125,7 +125,8 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
   /** Forwards one request and its response, streaming both, observing when the target is Mistral. */
   const forwardExchange = (req: IncomingMessage, res: ServerResponse, target: Target, path: string, ackEarly = false): void => {
     inFlight++;
-    if (ackEarly && hasBody(req)) {
+    // With Expect: 100-continue, Node has answered 100 already.
+    if (ackEarly && hasBody(req) && req.headers.expect === undefined) {
       let bodySeen = false;
       req.once("data", () => {
         bodySeen = true;
@@ -185,13 +186,13 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
         res.end();
         settle((o) => o.responseEnd());
       });
-      upRes.once("error", (error) => {
+      upRes.on("error", (error) => {
         // The server cut the body short: the client sees the same cut.
         settle((o) => o.responseError(error));
         res.destroy();
       });
     });
-    up.once("error", (error: NodeJS.ErrnoException) => {
+    up.on("error", (error: NodeJS.ErrnoException) => {
       settle((o) => o.responseError(error));
       if (!res.headersSent) {
         const body = `mistral-usage proxy: cannot reach ${target.actual.host}: ${error.code ?? error.message}\n`;
@@ -209,6 +210,7 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
     });
 
     if (observer?.wantsRequestBody) req.on("data", (chunk: Buffer) => report((o) => o.requestBody(chunk)));
+    req.on("error", () => up.destroy());
     req.pipe(up);
   };
 
@@ -250,7 +252,7 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
       socket.write(`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}\r\nconnection: close\r\n\r\n`);
       upRes.pipe(socket);
     });
-    up.once("error", () => socket.destroy());
+    up.on("error", () => socket.destroy());
     up.end();
   };
 
@@ -330,6 +332,7 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
     );
   });
   outer.on("connection", (socket: net.Socket) => track(socket));
+  inner.on("error", (error: Error) => warn(`proxy: ${error.message}`));
   // A client that sends garbage gets a 400 and a closed socket, nothing more.
   outer.on("clientError", (_error, socket: Duplex) => rawReply(socket, 400, "Bad Request"));
   inner.on("clientError", (_error, socket: Duplex) => socket.destroy());
@@ -340,6 +343,8 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
         outer.once("error", reject);
         outer.listen(port, host, () => {
           outer.off("error", reject);
+          // Listening errors reject listen(); anything later is one line, never a crash of `run`.
+          outer.on("error", (error: Error) => warn(`proxy: ${error.message}`));
           resolve(outer.address() as AddressInfo);
         });
       }),
