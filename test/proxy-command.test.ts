@@ -128,6 +128,26 @@ with httpx.stream("POST", base + "/mock/gzip/v1/chat/completions", json=dict(cha
     assert.equal(stopped.code, 0);
   });
 
+  test('SIGTERM during a stream: it stops accepting, the stream finishes, its row is written, then it exits 0', async (t) => {
+    const dir = await tempDirFor(t, 'mul-proxy-cmd-');
+    const { mock, caFile } = await tlsMockFor(t, dir, { defaults: 'delay=40,events=15' });
+    const proxy = await startProxy(t, dir, ['--upstream', mock.url], { NODE_EXTRA_CA_CERTS: caFile });
+    const res = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...CHAT, stream: true }) });
+    const reader = res.body!.getReader();
+    let text = new TextDecoder().decode((await reader.read()).value);
+    const stopping = proxy.stop('SIGTERM');
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    assert.match(text, /data: \[DONE\]/, 'the stream ran to its end');
+    const stopped = await stopping;
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.deepEqual((await readLogRows(join(dir, 'mistral_usage_log.csv'))).map((r) => r.slice(1).join(',')), mock.served.map(rowTail));
+    assert.equal(mock.served.length, 1);
+  });
+
   test('usage errors: a non-loopback --listen needs --allow-remote; bad --listen and --upstream', async (t) => {
     const dir = await tempDirFor(t, 'mul-proxy-cmd-');
     const remote = await cli(['proxy', '--listen', '0.0.0.0:0'], { cwd: dir });

@@ -60,8 +60,11 @@ export interface InterceptingProxy {
   readonly inFlight: number;
   /** Resolves when no exchange is in flight any more, or after `timeoutMs`. */
   drain(timeoutMs: number): Promise<void>;
-  /** Stops listening and closes every connection. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections and closes the idle ones, lets the exchanges in flight finish (at
+   * most `graceMs`), then closes every connection.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), plus the proxy's own. */
@@ -337,6 +340,17 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
   outer.on("clientError", (_error, socket: Duplex) => rawReply(socket, 400, "Bad Request"));
   inner.on("clientError", (_error, socket: Duplex) => socket.destroy());
 
+  const drain = (timeoutMs: number): Promise<void> =>
+    inFlight === 0
+      ? Promise.resolve()
+      : new Promise((resolve) => {
+          const timer = setTimeout(resolve, timeoutMs);
+          idle.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+
   return {
     listen: (host, port) =>
       new Promise((resolve, reject) => {
@@ -351,24 +365,18 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
     get inFlight() {
       return inFlight;
     },
-    drain: (timeoutMs) =>
-      inFlight === 0
-        ? Promise.resolve()
-        : new Promise((resolve) => {
-            const timer = setTimeout(resolve, timeoutMs);
-            idle.push(() => {
-              clearTimeout(timer);
-              resolve();
-            });
-          }),
-    close: () =>
-      new Promise((resolve) => {
-        outer.close(() => resolve());
-        outer.closeAllConnections();
-        inner.closeAllConnections();
-        for (const socket of sockets) socket.destroy();
-        upstream.close();
-      }),
+    drain,
+    close: async (graceMs = 0) => {
+      const closed = new Promise<void>((resolve) => outer.close(() => resolve()));
+      outer.closeIdleConnections();
+      inner.closeIdleConnections();
+      if (graceMs > 0) await drain(graceMs);
+      outer.closeAllConnections();
+      inner.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
+      upstream.close();
+      await closed;
+    },
   };
 }
 

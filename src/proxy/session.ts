@@ -69,8 +69,7 @@ export async function startRunProxy(options: { config: Config; env: Env; reporte
     url: `http://${hostPort}`,
     env: childEnv,
     stop: async () => {
-      await proxy.drain(DRAIN_MS);
-      await proxy.close();
+      await proxy.close(DRAIN_MS);
       pipeline.close();
       await caFiles.remove();
     },
@@ -90,8 +89,7 @@ export async function startBaseUrlProxy(options: { config: Config; env: Env; rep
   return {
     url: `http://${shown}:${address.port}`,
     stop: async () => {
-      const closed = proxy.close();
-      await Promise.race([proxy.drain(DRAIN_MS), closed]);
+      await proxy.close(DRAIN_MS);
       pipeline.close();
     },
   };
