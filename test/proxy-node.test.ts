@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { cli } from './cli/cli-helpers.js';
-import { linkNodeModules, readLogRows, tempDirFor } from './support/run-app.js';
+import { linkNodeModules, mockFor, readLogRows, tempDirFor } from './support/run-app.js';
 import { tlsMockFor } from './support/tls-mock.js';
 
 const NODE24 = '/opt/nodes/n24/package/bin/node';
@@ -46,9 +46,9 @@ for (const way of ways) {
 console.log("done", ways.join(" "));
 `;
 
-async function runNodeApp(t: TestContext, node: string, ways: string[]): Promise<{ proxy: string[]; preload: string[]; stderr: string }> {
+async function runNodeApp(t: TestContext, node: string, ways: string[], plainHttp = false): Promise<{ proxy: string[]; preload: string[]; stderr: string }> {
   const dir = await tempDirFor(t, 'mul-proxy-node-');
-  const { mock, caFile } = await tlsMockFor(t, dir);
+  const { mock, caFile } = plainHttp ? { mock: await mockFor(t), caFile: '' } : await tlsMockFor(t, dir);
   await writeFile(join(dir, 'app.mjs'), APP);
   await linkNodeModules(dir);
   // The child's preload gets its own log; the run's proxy keeps the run's.
@@ -73,5 +73,12 @@ describe('run with a Node child: exactly one row per call, whichever side sees i
     const envProxy = Number(process.versions.node.split('.')[0]) >= 24 || /^22\.(2[1-9]|[3-9]\d)/.test(process.versions.node);
     assert.deepEqual(proxy, envProxy ? ['m-axios', 'm-fetch'] : ['m-axios'], stderr);
     assert.deepEqual(preload, envProxy ? ['m-own-agent'] : ['m-fetch', 'm-own-agent'], stderr);
+  });
+
+  test('Node 24 tunnels plain http:// URLs through CONNECT too: the proxy sees HTTP inside the tunnel and logs it', { skip: !existsSync(NODE24) && 'no Node 24 binary here' }, async (t) => {
+    const { proxy, preload, stderr } = await runNodeApp(t, NODE24, ['fetch', 'fetch-stream', 'axios'], true);
+    assert.deepEqual(proxy, ['m-axios', 'm-fetch', 'm-fetch-stream'], stderr);
+    assert.deepEqual(preload, [], stderr);
+    assert.doesNotMatch(stderr, /refused the run's certificate/);
   });
 });

@@ -99,7 +99,7 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
   const expectedAuth = forward === undefined ? undefined : Buffer.from(`Basic ${Buffer.from(forward.credential).toString("base64")}`);
   const sockets = new Set<Duplex>();
   /** Decrypted connections → the host:port the client asked to CONNECT to. */
-  const tunnelTargets = new WeakMap<object, { host: string; port: number }>();
+  const tunnelTargets = new WeakMap<object, { host: string; port: number; secure: boolean }>();
   const contexts = new Map<string, tls.SecureContext>();
   const rejectedHosts = new Set<string>();
   let inFlight = 0;
@@ -224,14 +224,14 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
       res.writeHead(500).end();
       return;
     }
-    const logical = new URL(`https://${authority(to.host, to.port)}`);
+    const logical = new URL(`${to.secure ? "https" : "http"}://${authority(to.host, to.port)}`);
     const actual = forward.redirect ?? logical;
     forwardExchange(req, res, { logical, actual, prefix: "", observed: true, rewriteHost: actual !== logical }, req.url ?? "/", ackEarly);
   });
   inner.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const to = tunnelTargets.get(req.socket);
     if (to === undefined || forward === undefined) return socket.destroy();
-    const logical = new URL(`https://${authority(to.host, to.port)}`);
+    const logical = new URL(`${to.secure ? "https" : "http"}://${authority(to.host, to.port)}`);
     pipeUpgrade(req, socket, head, forward.redirect ?? logical, logical.host !== (forward.redirect ?? logical).host);
   });
 
@@ -287,6 +287,32 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
     });
   }
 
+  /** Answers the client's TLS handshake with a leaf of the run's CA; the requests inside go to `inner`. */
+  const interceptTls = (socket: net.Socket, to: { host: string; port: number }): void => {
+    let context = contexts.get(to.host);
+    if (context === undefined) {
+      context = tls.createSecureContext(forward!.ca.leafFor(to.host));
+      contexts.set(to.host, context);
+    }
+    // TLSSocket feeds itself what is already buffered on `socket` (the byte we looked at).
+    const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context, ALPNProtocols: ["http/1.1"] });
+    tunnelTargets.set(secure, { ...to, secure: true });
+    track(secure);
+    let handshaken = false;
+    secure.once("secure", () => {
+      handshaken = true;
+    });
+    secure.on("error", (error: NodeJS.ErrnoException) => {
+      if (handshaken) return;
+      // The handshake failed: the client refused our certificate.
+      if (!rejectedHosts.has(to.host)) {
+        rejectedHosts.add(to.host);
+        warn(`a client refused the run's certificate for ${to.host} (${tlsReason(error)}): its calls to ${to.host} are not logged; it may ignore SSL_CERT_FILE/REQUESTS_CA_BUNDLE or pin certificates (see mistral-usage proxy for a base-URL setup)`);
+      }
+    });
+    inner.emit("connection", secure);
+  };
+
   outer.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     (socket as net.Socket).setNoDelay?.(true);
     socket.on("error", () => socket.destroy());
@@ -298,28 +324,19 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
     if (to === undefined) return rawReply(socket, 400, "Bad Request");
     if (head.length > 0) socket.unshift(head);
     if (forward.intercepts(to.host, to.port) && forward.ca.permits(to.host)) {
-      let context = contexts.get(to.host);
-      if (context === undefined) {
-        context = tls.createSecureContext(forward.ca.leafFor(to.host));
-        contexts.set(to.host, context);
-      }
       socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-      const secure = new tls.TLSSocket(socket as net.Socket, { isServer: true, secureContext: context, ALPNProtocols: ["http/1.1"] });
-      tunnelTargets.set(secure, to);
-      track(secure);
-      let handshaken = false;
-      secure.once("secure", () => {
-        handshaken = true;
-      });
-      secure.on("error", (error: NodeJS.ErrnoException) => {
-        if (handshaken) return;
-        // The handshake failed: the client refused our certificate (or is not speaking TLS).
-        if (!rejectedHosts.has(to.host)) {
-          rejectedHosts.add(to.host);
-          warn(`a client refused the run's certificate for ${to.host} (${tlsReason(error)}): its calls to ${to.host} are not logged; it may ignore SSL_CERT_FILE/REQUESTS_CA_BUNDLE or pin certificates (see mistral-usage proxy for a base-URL setup)`);
+      // Clients speak first in both TLS and HTTP. undici's proxy agent tunnels plain http:// URLs
+      // too, so look at the first byte: a TLS handshake record starts with 0x16.
+      socket.once("data", (first: Buffer) => {
+        socket.pause();
+        socket.unshift(first);
+        if (first[0] === 0x16) interceptTls(socket as net.Socket, to);
+        else {
+          tunnelTargets.set(socket, { ...to, secure: false });
+          inner.emit("connection", socket);
+          socket.resume();
         }
       });
-      inner.emit("connection", secure);
       return;
     }
     // Not a Mistral host: a blind tunnel.
@@ -432,9 +449,9 @@ function joined(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(", ") : value;
 }
 
+/** `host:port` for a URL (the URL parser drops the scheme's default port itself). */
 function authority(host: string, port: number): string {
-  const h = net.isIPv6(host) ? `[${host}]` : host;
-  return port === 443 ? h : `${h}:${port}`;
+  return `${net.isIPv6(host) ? `[${host}]` : host}:${port}`;
 }
 
 /** `host:port` of a CONNECT (IPv6 in brackets). */
