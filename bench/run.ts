@@ -6,7 +6,7 @@
  *                                  [--preload FILE] [--with FILE]
  *
  * --only runs the parts whose name matches (workload ids, "start-up", "memory", "sink", "pipeline",
- * "otlp": the metrics export, bench/otlp-part.ts);
+ * "otlp": the metrics export, bench/otlp-part.ts; "proxy": Python through the proxies, bench/proxy.ts);
  * --preload makes B load another build of the preload; --with adds a variant D that loads another
  * build (say a copy of dist/ from before a change, kept inside the checkout so that its imports
  * resolve), so that a fix is measured against the code it replaces in the same run.
@@ -606,6 +606,7 @@ async function main(): Promise<void> {
   const memorySamples: ClientSample[] = [];
   let pipelineResults: PipelineResult[] = [];
   let otlp: OtlpPart | undefined;
+  let proxyResult: Awaited<ReturnType<typeof import("./proxy.js").proxyBench>> | undefined;
   try {
     progress(`server at ${server.url}; node ${process.version}; ${QUICK ? "quick" : "full"} run, ${ROUNDS} rounds`);
     const workloads = WORKLOADS.filter((w) => selected(w.id));
@@ -650,6 +651,12 @@ async function main(): Promise<void> {
     if (selected("pipeline") && args.preload === undefined) {
       pipelineResults = await pipeline();
       progress("pipeline done");
+    }
+
+    if (selected("proxy") && args.preload === undefined) {
+      // Python apps under `mistral-usage run` and `mistral-usage proxy` (bench/proxy.ts).
+      const { proxyBench } = await import("./proxy.js");
+      proxyResult = await proxyBench({ quick: QUICK, rounds: ROUNDS, progress });
     }
   } finally {
     server.process.removeAllListeners("exit");
@@ -734,6 +741,10 @@ async function main(): Promise<void> {
     for (const r of pipelineResults) console.log(`${r.microsPerCall.toFixed(2).padStart(9)}  ${r.part}`);
   }
   if (otlp !== undefined) console.log(`\n${otlp.text}`);
+  if (proxyResult !== undefined && proxyResult.markdown !== "") {
+    console.log("\nPython through the proxies (bench/proxy.ts): cells are medians over rounds; (+x) = within-round difference to direct, (×x) = ratio");
+    console.log(proxyResult.markdown);
+  }
   console.log("\nTargets");
   for (const t of targets) console.log(`  ${t.pass ? "holds " : "MISSED"}  ${t.target}: ${t.measured}`);
   if (peerMisses.length > 0) {
@@ -746,8 +757,9 @@ async function main(): Promise<void> {
       targets,
       summary: rows,
       pipeline: pipelineResults,
+      proxy: proxyResult === undefined ? undefined : { rows: proxyResult.rows, markdown: proxyResult.markdown },
       markdown: renderMarkdown(rows, targets, pipelineResults) + (otlp === undefined ? "" : `\n\n${otlp.markdown}`),
-      samples: { client: clientSamples, startup: startupSamples, memory: memorySamples, sink: sinkSamples, otlp: otlp?.samples ?? [] },
+      samples: { client: clientSamples, startup: startupSamples, memory: memorySamples, sink: sinkSamples, otlp: otlp?.samples ?? [], proxy: proxyResult?.samples ?? [] },
     };
     fs.writeFileSync(args.out, `${JSON.stringify(json, null, 2)}\n`);
     console.log(`\nwrote ${args.out}`);

@@ -4,7 +4,7 @@
 // precomputed once as Buffers: the server does as little as node:http allows per request, so it
 // is never what limits the client.
 //
-//   node bench/server.mjs [--port N] [--chunks 50]   prints {"url":"http://127.0.0.1:PORT"}
+//   node bench/server.mjs [--port N] [--chunks 50] [--key K.pem --cert C.pem]   prints {"url":"http://127.0.0.1:PORT"}
 //
 // Bodies: bench/bodies.mjs. POST .../chat/completions with "stream":true in the body: an SSE stream of CHUNKS content events
 // (usage on the last one, as Mistral does) then `data: [DONE]`, each event its own write, the server
@@ -12,12 +12,14 @@
 // Any other POST: one fixed chat.completion JSON body with usage, with content-length.
 // GET /__stats: this process's CPU time and request count (the bench checks the server is not the
 // bottleneck). Keep-alive on; ends on SIGTERM/SIGINT.
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import { parseArgs } from "node:util";
 import { jsonBody as buildJsonBody, sseEvents as buildSseEvents } from "./bodies.mjs";
 
 const { values } = parseArgs({
-  options: { port: { type: "string", default: "0" }, chunks: { type: "string", default: "50" } },
+  options: { port: { type: "string", default: "0" }, chunks: { type: "string", default: "50" }, key: { type: "string" }, cert: { type: "string" } },
 });
 const CHUNKS = Number(values.chunks);
 const jsonBody = buildJsonBody(CHUNKS);
@@ -43,7 +45,9 @@ function sendSse(res) {
   next();
 }
 
-const server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+// --key/--cert (PEM files): HTTPS, as the real API is (the proxy benchmark compares direct HTTPS with the proxies).
+const tls = values.key === undefined ? undefined : { key: readFileSync(values.key), cert: readFileSync(values.cert) };
+const server = (tls === undefined ? createServer : createTlsServer)({ keepAlive: true, noDelay: true, ...tls }, (req, res) => {
   requests++;
   if (req.method === "GET" && req.url === "/__stats") {
     req.resume();
@@ -68,6 +72,6 @@ const server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
 server.keepAliveTimeout = 60_000;
 server.headersTimeout = 61_000;
 server.listen(Number(values.port), "127.0.0.1", () => {
-  process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${server.address().port}` })}\n`);
+  process.stdout.write(`${JSON.stringify({ url: `${tls === undefined ? "http" : "https"}://127.0.0.1:${server.address().port}` })}\n`);
 });
 for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, () => process.exit(0));

@@ -4,6 +4,8 @@ import { createPipeline } from "./pipeline.js";
 import { internalErrorReporter, stderrReporter } from "./report.js";
 import { sinksFromConfig } from "./sink/from-config.js";
 import { TAPS } from "./taps/index.js";
+import { leaveToRunProxy, parseProxyAddress, RUN_PROXY_ENV } from "./taps/via-run-proxy.js";
+import { untappableRuntime, untappableRuntimeMessage } from "./runtime.js";
 
 export { DEFAULT_LIMITS } from "./pipeline.js";
 
@@ -53,6 +55,12 @@ export function install(options: InstallOptions = {}): Uninstall {
     }
     return () => {};
   }
+  const runtime = untappableRuntime();
+  if (runtime !== undefined) {
+    // Under `mistral-usage run` the proxy logs these calls: nothing to say.
+    if (process.env[RUN_PROXY_ENV] === undefined) warn(untappableRuntimeMessage(runtime));
+    return () => {};
+  }
   global[INSTALLED] = { config, warned: new Set() };
 
   // Children and workers inherit the resolved absolute path, so they write to the same file
@@ -62,7 +70,11 @@ export function install(options: InstallOptions = {}): Uninstall {
 
   const pipeline = createPipeline({ sinks: sinksFromConfig(config, reporter), extraHosts: config.extraHosts, warn });
   const reportInternalError = internalErrorReporter(warn);
-  const untaps = TAPS.map((tap) => tap(pipeline.observe, reportInternalError));
+  // Under `mistral-usage run`, calls sent through the run's proxy are the proxy's to record.
+  const runProxy = parseProxyAddress(process.env[RUN_PROXY_ENV]);
+  const leave = runProxy === undefined ? undefined : leaveToRunProxy(pipeline.observe, runProxy, reportInternalError);
+  const untaps = TAPS.map((tap) => tap(leave?.observe ?? pipeline.observe, reportInternalError));
+  if (leave !== undefined) untaps.push(leave.attach());
 
   const onExit = (): void => pipeline.close();
   process.on("exit", onExit);

@@ -10,17 +10,19 @@ import { EXIT, EXIT_CODES_HELP, HelpRequested, PROGRAM, UsageError, write } from
 import type { Command, Context } from "./common.js";
 import { HEADER_LINE } from "../log/check.js";
 import { mergeCommand } from "./merge.js";
+import { proxyCommand } from "./proxy.js";
 import { reportCommand } from "./report.js";
 import { runCommand } from "./run.js";
 import { validateCommand } from "./validate.js";
 
-const COMMANDS: readonly Command[] = [reportCommand, validateCommand, mergeCommand, runCommand];
+const COMMANDS: readonly Command[] = [reportCommand, validateCommand, mergeCommand, runCommand, proxyCommand];
 
 const USAGES: Record<string, string> = {
   report: "report [FILE...]",
   validate: "validate [FILE...]",
   merge: "merge -o OUT FILE...",
   run: "run -- COMMAND [ARGS...]",
+  proxy: "proxy [--listen HOST:PORT]",
 };
 
 function mainHelp(): string {
@@ -30,7 +32,8 @@ function mainHelp(): string {
 
 Reads, checks and combines the Mistral API usage log (mistral_usage_log.csv:
 ${HEADER_LINE}) that the
-mistral-usage-log preload writes, and runs programs with that preload.
+mistral-usage-log preload writes, runs programs in any language with their
+Mistral calls logged, and serves a logging proxy.
 
 Commands:
 ${lines.join("\n")}

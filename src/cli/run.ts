@@ -6,6 +6,7 @@ import { stat } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { configFromEnv, ENV } from "../config.js";
+import { stderrReporter } from "../report.js";
 import { EXIT, PROGRAM, UsageError, loadPrices, parseOptions, warn } from "./common.js";
 import type { Command } from "./common.js";
 import { formatInt, formatUsd, printable } from "./format.js";
@@ -15,24 +16,50 @@ import type { PriceBook } from "./prices.js";
 
 const HELP = `Usage: ${PROGRAM} run [options] [--] COMMAND [ARGS...]
 
-Runs COMMAND with the usage-logging preload added to NODE_OPTIONS (by absolute
-path, so npm scripts, child processes and workers started by COMMAND load it
-too), then prints one line on stderr: how many calls were logged, with tokens
-and estimated cost. Everything else passes through: stdin, stdout, stderr,
-SIGINT, SIGTERM and SIGHUP (forwarded to COMMAND), and the exit status.
+Runs COMMAND, in any language, and logs every Mistral API call it makes, then
+prints one line on stderr: how many calls were logged, with tokens and
+estimated cost. Everything else passes through: stdin, stdout, stderr, SIGINT,
+SIGTERM and SIGHUP (forwarded to COMMAND), and the exit status.
 
+  ${PROGRAM} run -- python app.py
   ${PROGRAM} run -- node app.js
   ${PROGRAM} run -- npm start
-  MISTRAL_USAGE_LOG=logs/usage.csv ${PROGRAM} run -- node app.js --port 3000
+  MISTRAL_USAGE_LOG=logs/usage.csv ${PROGRAM} run -- ./server --port 3000
+
+How: for COMMAND's lifetime a proxy listens on 127.0.0.1 and COMMAND gets
+  HTTPS_PROXY, https_proxy, HTTP_PROXY, http_proxy   the proxy, with a per-run
+                                                     password (others get 407)
+  SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE  one CA bundle: the system's
+                        roots, the files these variables named, the run's CA
+  NODE_EXTRA_CA_CERTS, DENO_CERT   the files they named plus the run's CA
+  NODE_USE_ENV_PROXY=1  Node 22.21+/24.5+/26 fetch and https use the proxy
+  NO_PROXY, no_proxy    without entries that would bypass Mistral hosts
+  NODE_OPTIONS          plus the preload (by absolute path, so npm scripts,
+                        child processes and workers load it too)
+Only connections to mistral.ai, *.mistral.ai and MISTRAL_USAGE_HOSTS are
+decrypted (with a CA made in memory for this run, limited to those names,
+whose key is never written); everything else is tunnelled untouched. A Node
+call seen by both the preload and the proxy is logged once, by the proxy.
+Node 20's fetch ignores proxy variables: it goes straight to the host the
+app named (--upstream does not apply to it) and the preload logs it.
+Clients that ignore proxy variables (aiohttp without trust_env, Java) are
+not seen: use ${PROGRAM} proxy and point their base URL at it.
 
 Options (before COMMAND):
+  --upstream URL   send intercepted Mistral calls to URL (a gateway, a test
+                   server) instead of the host the app named;
+                   default $MISTRAL_USAGE_UPSTREAM, else that host
   -q, --quiet      no summary line at the end
   --prices FILE    price table for the cost in the summary (see report --help)
   -h, --help       show this help
 
+The proxy's own connections verify certificates (system roots plus
+NODE_EXTRA_CA_CERTS) and go through the HTTPS_PROXY you had set, if any.
+
 The log is $MISTRAL_USAGE_LOG, else ./mistral_usage_log.csv; COMMAND gets its
 absolute path in MISTRAL_USAGE_LOG. The summary counts the rows appended to it
-while COMMAND ran (rows another program appends meanwhile count too).
+while COMMAND ran (rows another program appends meanwhile count too). With
+MISTRAL_USAGE_DISABLE=1 no proxy is started and nothing is logged.
 
 Exit status: COMMAND's. If COMMAND is killed by a signal, ${PROGRAM} kills
 itself with the same signal. 2: usage error (no COMMAND, unknown option);
@@ -45,11 +72,11 @@ const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 export const runCommand: Command = {
   name: "run",
-  summary: "run a command with the preload, then summarize",
+  summary: "run any command and log its Mistral calls",
   help: HELP,
   async run(args, ctx) {
     const { own, command } = splitCommand(args);
-    const { values } = parseOptions("run", own, { quiet: { type: "boolean", short: "q", default: false }, prices: { type: "string" } }, false);
+    const { values } = parseOptions("run", own, { quiet: { type: "boolean", short: "q", default: false }, prices: { type: "string" }, upstream: { type: "string" } }, false);
     const [file, ...rest] = command;
     if (file === undefined || file === "") throw new UsageError("run needs a COMMAND to run, e.g. mistral-usage run -- node app.js", "run");
     const prices = await loadPrices(ctx, "run", values.prices as string | undefined);
@@ -58,14 +85,19 @@ export const runCommand: Command = {
       warn(ctx, `the preload ${preload} is missing (in a checkout, run npm run build)`);
       return EXIT.problems;
     }
+    const redirect = upstreamUrl(values.upstream as string | undefined, ctx.env);
     const config = configFromEnv(ctx.env, ctx.cwd);
+    // Loaded only here: report and validate never pay for the proxy's code.
+    const session = config.disabled ? undefined : await (await import("../proxy/session.js")).startRunProxy({ config, env: ctx.env, reporter: stderrReporter(), ...(redirect === undefined ? {} : { redirect }) });
     const env: Record<string, string | undefined> = {
-      ...ctx.env,
+      ...(session?.env ?? ctx.env),
       NODE_OPTIONS: withPreload(ctx.env["NODE_OPTIONS"], pathToFileURL(preload).href),
       [ENV.log]: config.logPath,
     };
     const before = await logPosition(config.logPath);
     const outcome = await spawnForwarding(file, rest, { cwd: ctx.cwd, env });
+    // Rows of exchanges that were still in flight when COMMAND ended are written before we go on.
+    await session?.stop();
     if (outcome.kind === "error") {
       warn(ctx, `${printable(file)}: ${outcome.message}`);
       return outcome.code;
@@ -94,10 +126,29 @@ export function splitCommand(args: readonly string[]): { own: string[]; command:
     if (!arg.startsWith("-") || arg === "-") return { own, command: args.slice(i) };
     own.push(arg);
     // An option that takes a value consumes the next argument.
-    if (arg === "--prices" && i + 1 < args.length) own.push(args[++i] as string);
+    if ((arg === "--prices" || arg === "--upstream") && i + 1 < args.length) own.push(args[++i] as string);
   }
   return { own, command: [] };
 }
+
+/** `--upstream URL`, else $MISTRAL_USAGE_UPSTREAM: an http(s) origin, optionally with a path prefix. */
+export function upstreamUrl(option: string | undefined, env: Readonly<Record<string, string | undefined>>, command = "run"): URL | undefined {
+  const fromEnv = env[UPSTREAM_ENV]?.trim();
+  const raw = option ?? (fromEnv === "" ? undefined : fromEnv);
+  if (raw === undefined) return undefined;
+  const where = option === undefined ? UPSTREAM_ENV : "--upstream";
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UsageError(`${where} ${JSON.stringify(raw)} is not a URL (expected e.g. https://gateway.example.com)`, command);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new UsageError(`${where} must be an http:// or https:// URL, got ${JSON.stringify(raw)}`, command);
+  if (url.search !== "" || url.hash !== "" || url.username !== "") throw new UsageError(`${where} takes an origin and an optional path, without query, fragment or credentials: ${JSON.stringify(raw)}`, command);
+  return url;
+}
+
+export const UPSTREAM_ENV = "MISTRAL_USAGE_UPSTREAM";
 
 /** The compiled preload of this very package: dist/register.js next to dist/src/cli/ (or register.js beside src/ in a checkout run through tsx). */
 export function preloadPath(): string {

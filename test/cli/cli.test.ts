@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { repoRoot } from "../support/run-app.js";
 import { cli, cliPath, tmp } from "./cli-helpers.js";
 
-const SUBCOMMANDS = ["report", "validate", "merge", "run"] as const;
+const SUBCOMMANDS = ["report", "validate", "merge", "run", "proxy"] as const;
 
 describe("packaging", () => {
   test("package.json's bin points at the built entry, which starts with a shebang", async () => {

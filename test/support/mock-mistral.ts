@@ -14,6 +14,7 @@
  * prints `{"url":"http://127.0.0.1:PORT"}` and serves until SIGTERM/SIGINT.
  */
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createH2cServer, createSecureServer } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -56,7 +57,7 @@ export interface ReceivedRequest {
 }
 
 export interface MockMistral {
-  /** `http://127.0.0.1:PORT` (`https://` with `http2`), no trailing slash. */
+  /** `http://127.0.0.1:PORT` (`https://` with `http2` or `tls`), no trailing slash. */
   url: string;
   /** With `http2`: the PEM file of the server's self-signed certificate, for NODE_EXTRA_CA_CERTS. */
   caFile?: string;
@@ -86,6 +87,8 @@ export interface StartOptions {
    * `'h2c'`: cleartext HTTP/2 only (prior knowledge, as `http2.connect('http://...')` speaks it).
    */
   http2?: boolean | 'h2c';
+  /** Serve HTTPS with this certificate (PEM) instead of plain HTTP; `url` then starts with https://. */
+  tls?: { key: string; cert: string };
 }
 
 export type Encoding = 'identity' | 'gzip' | 'deflate' | 'br' | 'zstd';
@@ -1101,9 +1104,12 @@ export async function startMockMistral(options: StartOptions = {}): Promise<Mock
     ? createSecureServer({ key: certificate.key, cert: certificate.cert, allowHTTP1: true }, onRequest as never)
     : options.http2 === 'h2c'
       ? createH2cServer(onRequest as never)
-      : createServer({ keepAliveTimeout: 5000 }, onRequest);
+      : options.tls !== undefined
+        ? createTlsServer({ keepAliveTimeout: 5000, ...options.tls }, onRequest)
+        : createServer({ keepAliveTimeout: 5000 }, onRequest);
+  const secure = certificate !== undefined || options.tls !== undefined;
   const sockets = new Set<Socket>();
-  server.on(certificate ? 'secureConnection' : 'connection', (socket: Socket) => {
+  server.on(secure ? 'secureConnection' : 'connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
@@ -1119,7 +1125,7 @@ export async function startMockMistral(options: StartOptions = {}): Promise<Mock
   let closing: Promise<void> | undefined;
 
   return {
-    url: `${certificate ? 'https' : 'http'}://127.0.0.1:${port}`,
+    url: `${secure ? 'https' : 'http'}://127.0.0.1:${port}`,
     ...(certificate ? { caFile: certificate.certFile } : {}),
     hostPort: `127.0.0.1:${port}`,
     port,
