@@ -7,6 +7,7 @@ import type { GroupBy, TimeBound, UsageGroup, UsageSummary } from "./aggregate.j
 import { formatDuration, formatInt, formatUsd, printable, renderTable, shortTime, wrap } from "./format.js";
 import type { Column, Style } from "./format.js";
 import { readLog } from "./log-reader.js";
+import { progressFor } from "./progress.js";
 import type { PriceBook } from "./prices.js";
 
 const HELP = `Usage: ${PROGRAM} report [options] [FILE...]
@@ -69,16 +70,24 @@ export const reportCommand: Command = {
     const aggregator = new UsageAggregator(by as GroupBy);
     let fatal = false;
     let invalidRows = 0;
+    const progress = progressFor(ctx, "report");
     for (const { name, path } of files) {
       let shown = 0;
-      const result = await readLog(path, {
-        row(row) {
-          if (inRange(row.micros)) aggregator.add(row);
+      const result = await readLog(
+        path,
+        {
+          row(row) {
+            if (inRange(row.micros)) aggregator.add(row);
+          },
+          invalid(record) {
+            if (shown++ >= MAX_SHOWN_INVALID) return;
+            progress.clear();
+            warn(ctx, `${printable(name)}:${record.line}: skipped an invalid row (${PROGRAM} validate ${printable(name)} says why)`);
+          },
         },
-        invalid(record) {
-          if (shown++ < MAX_SHOWN_INVALID) warn(ctx, `${printable(name)}:${record.line}: skipped an invalid row (${PROGRAM} validate ${printable(name)} says why)`);
-        },
-      });
+        { progress: (done, size) => progress.update(`reading ${printable(name)}`, done, size) },
+      );
+      progress.clear();
       if (result.fatal !== undefined) {
         fatal = true;
         warn(ctx, `${printable(name)}${result.fatalLine ? `:${result.fatalLine}` : ""}: ${printable(result.fatal)}`);
@@ -103,14 +112,22 @@ export const reportCommand: Command = {
     if (values.json === true) {
       await write(ctx.stdout, `${JSON.stringify(reportJson(summary, meta), null, 2)}\n`);
     } else {
-      // A terminal's own width (at least 60); 80 when it is not a terminal or does not say.
-      const columns = ctx.stdout.isTTY === true ? (ctx.stdout.columns ?? 0) : 0;
-      const width = columns > 0 ? Math.max(60, columns) : 80;
-      await write(ctx.stdout, renderReport(summary, meta, { width, style: styleFor(ctx) }));
+      await write(ctx.stdout, renderReport(summary, meta, { width: textWidth(ctx), style: styleFor(ctx) }));
     }
     return invalidRows > 0 ? EXIT.problems : EXIT.ok;
   },
 };
+
+/**
+ * The width the notes are wrapped to: on a terminal, $COLUMNS when set, else the terminal's own
+ * (at least 60); 80 otherwise. The table is never cut to it: a model name is never shortened.
+ */
+export function textWidth(ctx: Context): number {
+  if (ctx.stdout.isTTY !== true) return 80;
+  const fromEnv = /^\d+$/.test(ctx.env["COLUMNS"] ?? "") ? Number(ctx.env["COLUMNS"]) : 0;
+  const columns = fromEnv > 0 ? fromEnv : (ctx.stdout.columns ?? 0);
+  return columns > 0 ? Math.max(60, columns) : 80;
+}
 
 function bound(name: string, value: string | undefined): TimeBound | undefined {
   if (value === undefined) return undefined;
@@ -181,7 +198,7 @@ export function renderReport(summary: UsageSummary, meta: ReportMeta, options: {
   if (filter !== "") out.push(...wrap(`Only calls selected by ${filter}`, width, "  "));
   out.push("");
   const columns: Column[] = [
-    { header: FIRST_COLUMN[summary.by], align: "left", shrink: true, minWidth: 12 },
+    { header: FIRST_COLUMN[summary.by], align: "left" },
     { header: "Calls", align: "right" },
     { header: "Prompt", align: "right" },
     { header: "Completion", align: "right" },
@@ -195,7 +212,8 @@ export function renderReport(summary: UsageSummary, meta: ReportMeta, options: {
   };
   const rows = summary.groups.map((g) => row(groupLabel(summary.by, g.key), g));
   rows.push(row("Total", summary.total));
-  const table = renderTable(columns, rows, { maxWidth: width, footerFrom: rows.length - 1 });
+  // Never cut to the width: two models whose names differ only at the end would look the same.
+  const table = renderTable(columns, rows, { footerFrom: rows.length - 1 });
   out.push(...table.map((l, i) => (i === 0 || i === table.length - 1 ? style.bold(l) : l)));
   out.push("");
 
