@@ -224,7 +224,8 @@ export async function readLog(file: string, handlers: ReadHandlers, options: Rea
       }
       let n: number;
       try {
-        n = (await handle.read(buf, have, buf.length - have, base + have)).bytesRead;
+        // Chunks even into a whole-file buffer: scanning goes along, and so does the progress.
+        n = (await handle.read(buf, have, Math.min(buf.length - have, CHUNK_BYTES * 4), base + have)).bytesRead;
       } catch (err) {
         return fail(`could not be read: ${(err as Error).message}`);
       }

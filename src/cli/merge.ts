@@ -97,7 +97,7 @@ export const mergeCommand: Command = {
             shown++;
           },
         },
-        { whole: true, progress: (done, size) => progress.update(`reading ${printable(name)}`, done, size) },
+        { whole: true, progress: (done, size) => progress.update(`reading ${printable(name)}${inputs.length > 1 ? ` (${index + 1} of ${inputs.length})` : ""}`, done, size) },
       );
       files.push(result.bytes ?? Buffer.alloc(0));
       if (result.fatal !== undefined) fatal = true;

@@ -81,7 +81,7 @@ export const reportCommand: Command = {
     let fatal = false;
     let invalidRows = 0;
     const progress = progressFor(ctx, "report");
-    for (const { name, path } of files) {
+    for (const [index, { name, path }] of files.entries()) {
       let shown = 0;
       const result = await readLog(
         path,
@@ -97,7 +97,7 @@ export const reportCommand: Command = {
             warn(ctx, `${printable(name)}:${record.line}: skipped an invalid row (${PROGRAM} validate ${printable(name)} says why)`);
           },
         },
-        { progress: (done, size) => progress.update(`reading ${printable(name)}`, done, size) },
+        { progress: (done, size) => progress.update(`reading ${printable(name)}${files.length > 1 ? ` (${index + 1} of ${files.length})` : ""}`, done, size) },
       );
       progress.clear();
       if (result.fatal !== undefined) {

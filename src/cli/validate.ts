@@ -43,7 +43,7 @@ export const validateCommand: Command = {
     const style = styleFor(ctx);
     let failed = false;
     const progress = progressFor(ctx, "validate");
-    for (const { name, path } of files) {
+    for (const [index, { name, path }] of files.entries()) {
       const pending: Problem[] = [];
       let shown = 0;
       let hidden = 0;
@@ -64,7 +64,7 @@ export const validateCommand: Command = {
             hidden++;
           }
         },
-      }, { progress: (done, size) => progress.update(`checking ${printable(name)}`, done, size) });
+      }, { progress: (done, size) => progress.update(`checking ${printable(name)}${files.length > 1 ? ` (${index + 1} of ${files.length})` : ""}`, done, size) });
       flush();
       progress.clear();
       if (hidden > 0) await write(ctx.stdout, `${name}: ${formatInt(hidden)} more problem${hidden === 1 ? "" : "s"} not shown (--max-problems 0 shows all)\n`);
