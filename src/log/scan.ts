@@ -142,32 +142,16 @@ export class LogScanner {
     if (!visible) return 0;
     const modelEnd = i;
 
-    let canonical = true;
-    let start = ++i;
-    let prompt = 0;
-    for (; ; i++) {
-      if (i >= limit) return 0;
-      const c = (b[i] as number) - 48;
-      if (c === COMMA - 48) break;
-      if (c < 0 || c > 9) return 0;
-      prompt = prompt * 10 + c;
-    }
-    if (i === start || i - start > MAX_COUNT_DIGITS) return 0;
-    if (i - start > 1 && b[start] === 48) canonical = false;
+    i = this.#countBeforeComma(b, i + 1, limit);
+    if (i < 0) return 0;
+    const prompt = this.#count;
+    let canonical = !this.#padded;
+    i = this.#countBeforeComma(b, i + 1, limit);
+    if (i < 0) return 0;
+    const completion = this.#count;
+    canonical &&= !this.#padded;
 
-    start = ++i;
-    let completion = 0;
-    for (; ; i++) {
-      if (i >= limit) return 0;
-      const c = (b[i] as number) - 48;
-      if (c === COMMA - 48) break;
-      if (c < 0 || c > 9) return 0;
-      completion = completion * 10 + c;
-    }
-    if (i === start || i - start > MAX_COUNT_DIGITS) return 0;
-    if (i - start > 1 && b[start] === 48) canonical = false;
-
-    start = ++i;
+    const start = ++i;
     let total = 0;
     let next: number;
     for (; ; i++) {
@@ -198,6 +182,28 @@ export class LogScanner {
     this.#handler.row(micros, model, prompt, completion, total, line, s, i, canonical);
     return next;
   }
+
+  /**
+   * Reads the count in b[at, comma) into #count (and whether it has a leading zero into #padded);
+   * returns the comma's offset, or -1 when the field is not a plain count of 1 to 15 digits.
+   */
+  #countBeforeComma(b: Buffer, at: number, limit: number): number {
+    let n = 0;
+    let i = at;
+    for (; ; i++) {
+      if (i >= limit) return -1;
+      const c = (b[i] as number) - 48;
+      if (c === COMMA - 48) break;
+      if (c < 0 || c > 9) return -1;
+      n = n * 10 + c;
+    }
+    if (i === at || i - at > MAX_COUNT_DIGITS) return -1;
+    this.#count = n;
+    this.#padded = i - at > 1 && b[at] === 48;
+    return i;
+  }
+  #count = 0;
+  #padded = false;
 
   /** The model's string: a log names a few models over and over, so each is decoded once. */
   #model(b: Buffer, start: number, end: number, hash: number, ascii: boolean): string {

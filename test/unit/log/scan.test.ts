@@ -5,6 +5,7 @@ import { parse } from "csv-parse/sync";
 import { LogScanner, STOPPED, firstInvalidUtf8 } from "../../../src/log/scan.js";
 import type { ScanHandler } from "../../../src/log/scan.js";
 import { formatTimestamp } from "../../../src/log/format.js";
+import { random } from "../../cli/cli-helpers.js";
 
 interface Seen {
   records: [number, string[]][];
@@ -70,15 +71,6 @@ function parsed(input: Buffer): Seen {
   return seen;
 }
 
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ROW = "2026-11-24T10:30:01.123456+00:00,mistral-small-2603,15,8,23";
 const PIECES = ["a", "b", ",", ",", '"', '""', "\n", "\r\n", "\r", "é", "1", " ", ROW, "2026-11-24T10:30:01Z"];
