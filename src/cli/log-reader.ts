@@ -116,28 +116,19 @@ export async function readLog(file: string, handlers: ReadHandlers, options: Rea
   try {
     const stat = await handle.stat();
     if (stat.isDirectory()) return fail("is a directory, not a log file");
-    const head = Buffer.alloc(HEAD_BYTES);
-    const { bytesRead } = await handle.read(head, 0, HEAD_BYTES, start);
-    let skip = 0;
-    if (start === 0) {
-      const sniff = sniffFormat(head.subarray(0, bytesRead));
-      if (sniff.fatal !== undefined) return fail(sniff.fatal);
-      for (const w of sniff.warnings) report(1, "warning", w);
-      if (head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) skip = 3;
-    } else if (bytesRead === 0) {
-      return result;
-    }
-
     let headerPending = start === 0;
     const whole = options.whole === true;
     const span: RowSpan = { start: 0, end: 0, canonical: true };
     let scanner: LogScanner;
-    let buf = Buffer.allocUnsafe(whole ? Math.max(stat.size - start, 0) + 1 : CHUNK_BYTES);
+    let buf = Buffer.allocUnsafe(whole ? Math.max(stat.size - start, HEAD_BYTES) + 1 : CHUNK_BYTES);
     // buf[0] is the byte at file offset `base`; buf[pos, have) is read and not yet scanned.
     let base = start;
     let have = 0;
-    let pos = skip;
+    let pos = 0;
     let lastByte = -1;
+    let sniffed = false;
+    // A pipe (validate /dev/stdin) is read as it comes; a file at offsets, from `start`.
+    const seekable = stat.isFile();
 
     const record = (fields: string[], line: number, from: number, to: number): void => {
       if (headerPending) {
@@ -225,13 +216,26 @@ export async function readLog(file: string, handlers: ReadHandlers, options: Rea
       let n: number;
       try {
         // Chunks even into a whole-file buffer: scanning goes along, and so does the progress.
-        n = (await handle.read(buf, have, Math.min(buf.length - have, CHUNK_BYTES * 4), base + have)).bytesRead;
+        n = (await handle.read(buf, have, Math.min(buf.length - have, CHUNK_BYTES * 4), seekable ? base + have : null)).bytesRead;
       } catch (err) {
         return fail(`could not be read: ${(err as Error).message}`);
       }
       if (n > 0) lastByte = buf[have + n - 1] as number;
       have += n;
       const eof = n === 0;
+      if (!sniffed) {
+        // The first bytes say whether this is a CSV log at all (gzip, UTF-16, JSON, CR endings...).
+        if (have < HEAD_BYTES && !eof) continue;
+        sniffed = true;
+        if (start === 0) {
+          const sniff = sniffFormat(buf.subarray(0, Math.min(have, HEAD_BYTES)));
+          if (sniff.fatal !== undefined) return fail(sniff.fatal);
+          for (const w of sniff.warnings) report(1, "warning", w);
+          if (buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) pos = 3;
+        } else if (have === 0) {
+          return result;
+        }
+      }
       const next = scanner.scan(buf, pos, have, eof);
       if (next === STOPPED) return result;
       pos = next;
