@@ -59,11 +59,12 @@ export class UsageAggregator {
   // The rows themselves: a row read from bytes makes its timestamp text only when asked.
   #first: LogRow | undefined;
   #last: LogRow | undefined;
+  readonly #lastKey: KeyCache = { by: undefined, from: 0, key: "" };
 
   constructor(readonly by: GroupBy) {}
 
   add(row: LogRow): void {
-    const key = groupKey(row, this.by);
+    const key = groupKey(row, this.by, this.#lastKey);
     let models = this.#groups.get(key);
     if (models === undefined) this.#groups.set(key, (models = new Map()));
     let counts = models.get(row.model);
@@ -129,20 +130,23 @@ export class UsageAggregator {
  * The group a row belongs to. Timestamps are UTC (Z or +00:00), so the UTC date and hour of
  * `micros` are the text's own prefix; taken from the number, a row read from bytes needs no text.
  */
-export function groupKey(row: LogRow, by: GroupBy): string {
+export function groupKey(row: LogRow, by: GroupBy, last: KeyCache = { by: undefined, from: 0, key: "" }): string {
   if (by === "model") return row.model;
   const span = by === "day" ? 86_400_000_000 : 3_600_000_000;
-  if (by !== keyBy || row.micros < keyFrom || row.micros >= keyFrom + span) {
-    keyBy = by;
-    keyFrom = Math.floor(row.micros / span) * span;
-    keyText = new Date(keyFrom / 1000).toISOString().slice(0, by === "day" ? 10 : 13);
+  if (by !== last.by || row.micros < last.from || row.micros >= last.from + span) {
+    last.by = by;
+    last.from = Math.floor(row.micros / span) * span;
+    last.key = new Date(last.from / 1000).toISOString().slice(0, by === "day" ? 10 : 13);
   }
-  return keyText;
+  return last.key;
 }
-// Rows come in time order, mostly: the key of the current day or hour is kept.
-let keyBy: GroupBy | undefined;
-let keyFrom = 0;
-let keyText = "";
+
+/** The key of the last day or hour seen: rows come in time order, mostly. */
+export interface KeyCache {
+  by: GroupBy | undefined;
+  from: number;
+  key: string;
+}
 
 function emptyGroup(key: string): UsageGroup {
   return { key, calls: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costUsd: null, unpricedCalls: 0 };
