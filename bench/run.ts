@@ -650,7 +650,7 @@ async function main(): Promise<void> {
     }
 
     if (selected("cli")) {
-      cli = await runCliBench({ rows: QUICK ? 200_000 : 1_000_000, rounds: QUICK ? 1 : 3, before: args["cli-before"] ?? "2fab28e", progress });
+      cli = await runCliBench({ rows: 1_000_000, rounds: QUICK ? 1 : 3, before: args["cli-before"] ?? "2fab28e", progress });
       progress("cli done");
     }
   } finally {

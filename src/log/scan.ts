@@ -56,7 +56,7 @@ export class LogScanner {
   #header: boolean;
   #stopped = false;
   readonly #handler: ScanHandler;
-  readonly #models = new Map<number, CachedModel>();
+  readonly #models = new Map<number, CachedModel[]>();
   // The date of the previous fast row, as yyyymmdd and as days since the epoch.
   #ymd = -1;
   #days = 0;
@@ -125,21 +125,27 @@ export class LogScanner {
     const micros = (this.#days * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000_000 + fraction;
 
     // The model: no quote, no line break, at least one visible ASCII character (so never blank).
+    // The common name is printable ASCII throughout; anything else is looked at once more below.
     let i = e + 1;
     const modelStart = i;
-    let hash = 0;
-    let visible = false;
-    let ascii = true;
+    let plain = true;
     for (; ; i++) {
       if (i >= limit) return 0;
       const c = b[i] as number;
       if (c === COMMA) break;
-      if (c === QUOTE || c === LF || c === CR) return 0;
-      if (c >= 0x80) ascii = false;
-      else if (c > 0x20 && c < 0x7f) visible = true;
-      hash = (Math.imul(hash, 31) + c) | 0;
+      if (c < 0x21 || c > 0x7e || c === QUOTE) plain = false;
     }
-    if (!visible) return 0;
+    let ascii = true;
+    if (!plain) {
+      let visible = false;
+      for (let j = modelStart; j < i; j++) {
+        const c = b[j] as number;
+        if (c === QUOTE || c === LF || c === CR) return 0;
+        if (c >= 0x80) ascii = false;
+        else if (c > 0x20 && c < 0x7f) visible = true;
+      }
+      if (!visible) return 0;
+    }
     const modelEnd = i;
 
     i = this.#countBeforeComma(b, i + 1, limit);
@@ -177,7 +183,7 @@ export class LogScanner {
     if (i === start || i - start > MAX_COUNT_DIGITS) return 0;
     if (i - start > 1 && b[start] === 48) canonical = false;
 
-    const model = this.#model(b, modelStart, modelEnd, hash, ascii);
+    const model = this.#model(b, modelStart, modelEnd, ascii);
     const line = this.line++;
     this.#handler.row(micros, model, prompt, completion, total, line, s, i, canonical);
     return next;
@@ -206,23 +212,33 @@ export class LogScanner {
   #padded = false;
 
   /** The model's string: a log names a few models over and over, so each is decoded once. */
-  #model(b: Buffer, start: number, end: number, hash: number, ascii: boolean): string {
-    const key = hash ^ (end - start);
-    const cached = this.#models.get(key);
-    if (cached !== undefined && cached.bytes.length === end - start) {
-      let same = true;
-      for (let i = 0; i < cached.bytes.length; i++) {
-        if (cached.bytes[i] !== b[start + i]) {
-          same = false;
-          break;
+  #model(b: Buffer, start: number, end: number, ascii: boolean): string {
+    const length = end - start;
+    // A key from the length and three bytes; names that share it are told apart byte by byte.
+    const key = (((length * 257 + (b[start] as number)) * 257 + (b[start + (length >> 1)] as number)) * 257 + (b[end - 1] as number)) | 0;
+    let bucket = this.#models.get(key);
+    if (bucket !== undefined) {
+      for (const cached of bucket) {
+        if (cached.bytes.length !== length) continue;
+        let same = true;
+        for (let i = 0; i < length; i++) {
+          if (cached.bytes[i] !== b[start + i]) {
+            same = false;
+            break;
+          }
         }
+        if (same) return cached.text;
       }
-      if (same) return cached.text;
     }
     const text = b.toString(ascii ? "latin1" : "utf8", start, end);
-    if (cached === undefined && this.#models.size < 4096) this.#models.set(key, { bytes: Uint8Array.prototype.slice.call(b, start, end), text });
+    if (this.#cached < 4096) {
+      if (bucket === undefined) this.#models.set(key, (bucket = []));
+      bucket.push({ bytes: Uint8Array.prototype.slice.call(b, start, end), text });
+      this.#cached++;
+    }
     return text;
   }
+  #cached = 0;
 
   /**
    * Reads any record at `s` into fields. Returns where the next record starts, `s` itself when a

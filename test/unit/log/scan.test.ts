@@ -87,6 +87,16 @@ describe("LogScanner", () => {
     ]);
   });
 
+  test("model names that share their length and first, middle and last bytes are told apart", () => {
+    const models = ["mistral-small-2603", "mistral-small-2503", "mistral-small-2603", "mistral-smalX-2603", "mistral-small-2503"];
+    const text = `h\n${models.map((m) => ROW.replace("mistral-small-2603", m)).join("\n")}\n`;
+    const seen = scanned(Buffer.from(text), 1 << 20);
+    assert.deepEqual(
+      seen.records.slice(1).map(([, f]) => f[1]),
+      models,
+    );
+  });
+
   test("invalid dates and times in the preload's form go to the checks", () => {
     for (const ts of ["2026-02-29T10:30:01.123456+00:00", "2026-11-24T24:30:01.123456+00:00", "2026-11-24T10:60:01.123456+00:00", "2026-13-24T10:30:01.123456+00:00"]) {
       const seen = scanned(Buffer.from(`h\n${ts},m,1,2,3\n`), 1 << 20);
