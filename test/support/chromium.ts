@@ -86,10 +86,12 @@ export async function openPage(chromium: string, url: string, size = { width: 90
     }
   });
   let sessionId: string | undefined;
-  const send = (method: string, params: Record<string, unknown> = {}, session = sessionId): Promise<Record<string, unknown>> =>
+  // To the page once attached (`toPage`), else to the browser itself.
+  const send = (method: string, params: Record<string, unknown> = {}, toPage = true): Promise<Record<string, unknown>> =>
     new Promise((resolve, reject) => {
       const id = nextId++;
       pending.set(id, { resolve, reject });
+      const session = toPage ? sessionId : undefined;
       toBrowser.write(`${JSON.stringify({ id, method, params, ...(session === undefined ? {} : { sessionId: session }) })}\0`);
     });
 
@@ -148,7 +150,7 @@ export async function openPage(chromium: string, url: string, size = { width: 90
       return Buffer.from(String(r["data"]), "base64");
     },
     async close(): Promise<void> {
-      await send("Browser.close", {}, undefined).catch(() => {});
+      await send("Browser.close", {}, false).catch(() => {});
       const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
       await exited;
       clearTimeout(timer);
