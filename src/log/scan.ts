@@ -135,6 +135,7 @@ export class LogScanner {
       if (c === COMMA) break;
       if (c < 0x21 || c > 0x7e || c === QUOTE) plain = false;
     }
+    if (i === modelStart) return 0;
     let ascii = true;
     if (!plain) {
       let visible = false;

@@ -97,6 +97,19 @@ describe("LogScanner", () => {
     );
   });
 
+  test("an empty or blank model goes to the checks (which say it is empty)", () => {
+    for (const model of ["", " ", "\t"]) {
+      const line = ROW.replace("mistral-small-2603", model);
+      const paths: string[] = [];
+      const scanner = new LogScanner(
+        { row: () => paths.push("row"), record: (fields) => paths.push(`record ${JSON.stringify(fields)}`), notUtf8: () => paths.push("not utf-8"), syntaxError: () => paths.push("error") },
+        { header: false },
+      );
+      scanner.scan(Buffer.from(`${line}\n${ROW}\n`), 0, line.length + ROW.length + 2, true);
+      assert.deepEqual(paths, [`record ${JSON.stringify(line.split(","))}`, "row"], JSON.stringify(model));
+    }
+  });
+
   test("invalid dates and times in the preload's form go to the checks", () => {
     for (const ts of ["2026-02-29T10:30:01.123456+00:00", "2026-11-24T24:30:01.123456+00:00", "2026-11-24T10:60:01.123456+00:00", "2026-13-24T10:30:01.123456+00:00"]) {
       const seen = scanned(Buffer.from(`h\n${ts},m,1,2,3\n`), 1 << 20);
