@@ -3,10 +3,12 @@
  * user would otherwise write (C, bench/peers/msw-logger.mjs), all measured in the same run.
  *
  *   node --import tsx bench/run.ts [--quick] [--out results.json] [--rounds N] [--only REGEX]
- *                                  [--preload FILE] [--with FILE]
+ *                                  [--preload FILE] [--with FILE] [--cli-before REV|DIR]
  *
  * --only runs the parts whose name matches (workload ids, "start-up", "memory", "sink", "pipeline",
- * "otlp": the metrics export, bench/otlp-part.ts; "proxy": Python through the proxies, bench/proxy.ts);
+ * "otlp": the metrics export, bench/otlp-part.ts; "proxy": Python through the proxies, bench/proxy.ts;
+ * "cli": the `mistral-usage` command on a million-row log, against --cli-before, default 2fab28e,
+ * and a minimal script; see bench/cli.ts);
  * --preload makes B load another build of the preload; --with adds a variant D that loads another
  * build (say a copy of dist/ from before a change, kept inside the checkout so that its imports
  * resolve), so that a fix is measured against the code it replaces in the same run.
@@ -24,6 +26,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { runOtlpPart, type OtlpPart } from "./otlp-part.js";
+import { runCliBench, type CliBenchResult } from "./cli.js";
 
 const ROOT = path.resolve(fileURLToPath(new URL("..", import.meta.url)));
 const BENCH = path.join(ROOT, "bench");
@@ -53,6 +56,7 @@ const { values: args } = parseArgs({
     only: { type: "string" },
     preload: { type: "string" },
     with: { type: "string" },
+    "cli-before": { type: "string" },
   },
 });
 const REGISTER = args.preload !== undefined ? path.resolve(args.preload) : path.join(ROOT, "register.js");
@@ -607,6 +611,7 @@ async function main(): Promise<void> {
   let pipelineResults: PipelineResult[] = [];
   let otlp: OtlpPart | undefined;
   let proxyResult: Awaited<ReturnType<typeof import("./proxy.js").proxyBench>> | undefined;
+  let cli: CliBenchResult | undefined;
   try {
     progress(`server at ${server.url}; node ${process.version}; ${QUICK ? "quick" : "full"} run, ${ROUNDS} rounds`);
     const workloads = WORKLOADS.filter((w) => selected(w.id));
@@ -657,6 +662,11 @@ async function main(): Promise<void> {
       // Python apps under `mistral-usage run` and `mistral-usage proxy` (bench/proxy.ts).
       const { proxyBench } = await import("./proxy.js");
       proxyResult = await proxyBench({ quick: QUICK, rounds: ROUNDS, progress });
+      progress("proxy done");
+    }
+    if (selected("cli")) {
+      cli = await runCliBench({ rows: 1_000_000, rounds: QUICK ? 1 : 3, before: args["cli-before"] ?? "2fab28e", progress });
+      progress("cli done");
     }
   } finally {
     server.process.removeAllListeners("exit");
@@ -747,6 +757,11 @@ async function main(): Promise<void> {
   }
   console.log("\nTargets");
   for (const t of targets) console.log(`  ${t.pass ? "holds " : "MISSED"}  ${t.target}: ${t.measured}`);
+  if (cli !== undefined) {
+    console.log(`\nThe mistral-usage command on a ${cli.rows.toLocaleString("en")}-row log (${cli.logMB.toFixed(0)} MB): this build, ${cli.before}, and a minimal script (bench/cli.ts)`);
+    console.log(cli.table);
+    for (const t of cli.targets) console.log(`  ${t.pass ? "holds " : "MISSED"}  ${t.target}: ${t.measured}`);
+  }
   if (peerMisses.length > 0) {
     console.log(`\nNote: the peer (C) logged a wrong number of rows in ${peerMisses.length} sample(s): ${[...new Set(peerMisses.map((s) => `${s.workload} (${s.rows})`))].join(", ")}`);
   }
@@ -758,8 +773,12 @@ async function main(): Promise<void> {
       summary: rows,
       pipeline: pipelineResults,
       proxy: proxyResult === undefined ? undefined : { rows: proxyResult.rows, markdown: proxyResult.markdown },
-      markdown: renderMarkdown(rows, targets, pipelineResults) + (otlp === undefined ? "" : `\n\n${otlp.markdown}`),
-      samples: { client: clientSamples, startup: startupSamples, memory: memorySamples, sink: sinkSamples, otlp: otlp?.samples ?? [], proxy: proxyResult?.samples ?? [] },
+      markdown:
+        renderMarkdown(rows, targets, pipelineResults) +
+        (otlp === undefined ? "" : `\n\n${otlp.markdown}`) +
+        (cli === undefined ? "" : `\n\n**The mistral-usage command (bench/cli.ts)**\n\n${cli.markdown}\n`),
+      samples: { client: clientSamples, startup: startupSamples, memory: memorySamples, sink: sinkSamples, otlp: otlp?.samples ?? [], proxy: proxyResult?.samples ?? [], cli: cli?.samples ?? [] },
+      cli: cli === undefined ? null : { rows: cli.rows, logMB: cli.logMB, before: cli.before, targets: cli.targets, sameOutput: cli.sameOutput },
     };
     fs.writeFileSync(args.out, `${JSON.stringify(json, null, 2)}\n`);
     console.log(`\nwrote ${args.out}`);

@@ -2,7 +2,7 @@
  * Sums rows into groups (by model, UTC day or UTC hour) and prices them. Pure; memory grows with
  * the number of groups and models, never with the number of rows.
  */
-import { daysFromCivil, daysInMonth } from "../log/check.js";
+import { isoMicros, parseIsoDateTime } from "../log/check.js";
 import type { LogRow } from "../log/check.js";
 import { costUsd } from "./prices.js";
 import type { PriceBook, Resolution } from "./prices.js";
@@ -56,13 +56,15 @@ export interface UsageSummary {
 /** Accumulates rows; call `summarize` when done. */
 export class UsageAggregator {
   readonly #groups = new Map<string, Map<string, Counts>>();
-  #first: { timestamp: string; micros: number } | undefined;
-  #last: { timestamp: string; micros: number } | undefined;
+  // The rows themselves: a row read from bytes makes its timestamp text only when asked.
+  #first: LogRow | undefined;
+  #last: LogRow | undefined;
+  readonly #lastKey: KeyCache = { by: undefined, from: 0, key: "" };
 
   constructor(readonly by: GroupBy) {}
 
   add(row: LogRow): void {
-    const key = groupKey(row, this.by);
+    const key = groupKey(row, this.by, this.#lastKey);
     let models = this.#groups.get(key);
     if (models === undefined) this.#groups.set(key, (models = new Map()));
     let counts = models.get(row.model);
@@ -71,8 +73,13 @@ export class UsageAggregator {
     counts.promptTokens += row.promptTokens;
     counts.completionTokens += row.completionTokens;
     counts.totalTokens += row.totalTokens;
-    if (this.#first === undefined || row.micros < this.#first.micros) this.#first = { timestamp: row.timestamp, micros: row.micros };
-    if (this.#last === undefined || row.micros > this.#last.micros) this.#last = { timestamp: row.timestamp, micros: row.micros };
+    if (this.#first === undefined || row.micros < this.#first.micros) this.#first = row;
+    if (this.#last === undefined || row.micros > this.#last.micros) this.#last = row;
+  }
+
+  /** Counts per group and model, for the charts of the HTML report. */
+  byModel(): ReadonlyMap<string, ReadonlyMap<string, Readonly<Counts>>> {
+    return this.#groups;
   }
 
   summarize(prices: PriceBook): UsageSummary {
@@ -112,23 +119,33 @@ export class UsageAggregator {
       unpriced: [...unpriced].map(([model, calls]) => ({ model, calls })).sort((a, b) => b.calls - a.calls || (a.model < b.model ? -1 : 1)),
       pricedAs: [...pricedAs.values()].sort((a, b) => (a.model < b.model ? -1 : 1)),
       notes: [...notes.values()],
-      ...(this.#first === undefined ? {} : { first: this.#first }),
-      ...(this.#last === undefined ? {} : { last: this.#last }),
+      ...(this.#first === undefined ? {} : { first: { timestamp: this.#first.timestamp, micros: this.#first.micros } }),
+      ...(this.#last === undefined ? {} : { last: { timestamp: this.#last.timestamp, micros: this.#last.micros } }),
     };
     return summary;
   }
 }
 
-/** The group a row belongs to. Timestamps are UTC (Z or +00:00), so the text's prefix is the UTC date and hour. */
-export function groupKey(row: LogRow, by: GroupBy): string {
-  switch (by) {
-    case "model":
-      return row.model;
-    case "day":
-      return row.timestamp.slice(0, 10);
-    case "hour":
-      return row.timestamp.slice(0, 13);
+/**
+ * The group a row belongs to. Timestamps are UTC (Z or +00:00), so the UTC date and hour of
+ * `micros` are the text's own prefix; taken from the number, a row read from bytes needs no text.
+ */
+export function groupKey(row: LogRow, by: GroupBy, last: KeyCache = { by: undefined, from: 0, key: "" }): string {
+  if (by === "model") return row.model;
+  const span = by === "day" ? 86_400_000_000 : 3_600_000_000;
+  if (by !== last.by || row.micros < last.from || row.micros >= last.from + span) {
+    last.by = by;
+    last.from = Math.floor(row.micros / span) * span;
+    last.key = new Date(last.from / 1000).toISOString().slice(0, by === "day" ? 10 : 13);
   }
+  return last.key;
+}
+
+/** The key of the last day or hour seen: rows come in time order, mostly. */
+export interface KeyCache {
+  by: GroupBy | undefined;
+  from: number;
+  key: string;
 }
 
 function emptyGroup(key: string): UsageGroup {
@@ -149,34 +166,22 @@ export interface TimeBound {
   readonly dateOnly: boolean;
 }
 
-const BOUND = /^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?)?(Z|[+-]\d\d:?\d\d)?$/;
-
 /**
  * An ISO date (`2026-11-24`) or date-time (`2026-11-24T10:30`, seconds and fraction optional).
  * Without an offset it is UTC; with one (`+02:00`, `Z`) it is converted.
  */
 export function parseTimeBound(text: string): TimeBound | string {
-  const m = BOUND.exec(text.trim());
-  if (m === null) return `${JSON.stringify(text)} is not an ISO date or date-time (e.g. 2026-11-24 or 2026-11-24T10:30:00Z)`;
-  const [, ys, mos, ds, hs, mis, ss, frac, offset] = m;
-  const year = Number(ys);
-  const month = Number(mos);
-  const day = Number(ds);
-  const hour = Number(hs ?? 0);
-  const minute = Number(mis ?? 0);
-  const second = Number(ss ?? 0);
-  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 || second > 59) {
-    return `${JSON.stringify(text)} is not a valid date`;
-  }
+  const t = parseIsoDateTime(text.trim());
+  if (t === undefined) return `${JSON.stringify(text)} is not an ISO date or date-time (e.g. 2026-11-24 or 2026-11-24T10:30:00Z)`;
   let offsetMinutes = 0;
-  if (offset !== undefined && offset !== "Z") {
-    const om = /^([+-])(\d\d):?(\d\d)$/.exec(offset);
+  if (t.offset !== undefined && t.offset !== "Z") {
+    const om = /^([+-])(\d\d):?(\d\d)$/.exec(t.offset);
     if (om === null) return `${JSON.stringify(text)} has an invalid offset`;
     offsetMinutes = (om[1] === "-" ? -1 : 1) * (Number(om[2]) * 60 + Number(om[3]));
   }
-  const epochSeconds = daysFromCivil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offsetMinutes * 60;
-  const fraction = frac === undefined ? 0 : Number(frac.padEnd(6, "0").slice(0, 6));
-  return { micros: epochSeconds * 1_000_000 + fraction, dateOnly: hs === undefined };
+  const micros = isoMicros(t, offsetMinutes);
+  if (micros === undefined) return `${JSON.stringify(text)} is not a valid date`;
+  return { micros, dateOnly: t.separator === undefined };
 }
 
 /** A row filter for `--since` (inclusive) and `--until` (exclusive; a bare date includes that whole day). */

@@ -44,7 +44,7 @@ export class UsageError extends Error {
 /** The environment a command runs in (process's own in main.ts; swappable in tests). */
 export interface Context {
   readonly stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
-  readonly stderr: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly cwd: string;
 }
@@ -94,8 +94,8 @@ export function parseOptions(command: string, args: string[], options: Options, 
 }
 
 /** Writes text, waiting when the stream's buffer is full (a million merged rows must not pile up in memory). */
-export async function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
-  if (text === "") return;
+export async function write(stream: NodeJS.WritableStream, text: string | Uint8Array): Promise<void> {
+  if (text.length === 0) return;
   if (!stream.write(text)) await once(stream, "drain");
 }
 

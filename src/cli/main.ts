@@ -39,6 +39,9 @@ Commands:
 ${lines.join("\n")}
 
 Run '${PROGRAM} <command> --help' for the options of a command.
+The command is installed as both mistral-usage and mistral-usage-log. Where
+the package is not installed, run npx mistral-usage-log <command>: for the
+shorter name, npx would fetch an unrelated package.
 
 Options:
   -h, --help     show this help

@@ -1,5 +1,6 @@
 /** `mistral-usage report [FILE...]`: calls, tokens and estimated cost, per model, day or hour. */
-import { stat } from "node:fs/promises";
+import { stat, writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import { EXIT, EXIT_CODES_HELP, PROGRAM, UsageError, defaultLogFile, loadPrices, parseOptions, resolveFiles, styleFor, warn, write } from "./common.js";
 import type { Command, Context } from "./common.js";
 import { GROUP_BY, UsageAggregator, parseTimeBound, timeFilter } from "./aggregate.js";
@@ -7,6 +8,7 @@ import type { GroupBy, TimeBound, UsageGroup, UsageSummary } from "./aggregate.j
 import { formatDuration, formatInt, formatUsd, printable, renderTable, shortTime, wrap } from "./format.js";
 import type { Column, Style } from "./format.js";
 import { readLog } from "./log-reader.js";
+import { progressFor } from "./progress.js";
 import type { PriceBook } from "./prices.js";
 
 const HELP = `Usage: ${PROGRAM} report [options] [FILE...]
@@ -23,6 +25,9 @@ Options:
                        no offset is given)
   --until DATE         only calls before DATE; a bare date includes that day
   --json               machine-readable output (numbers unformatted)
+  --html FILE          write the report as one web page to FILE ("-": stdout):
+                       tokens and cost per day stacked by model, the table and
+                       the notes; self-contained, it opens offline
   --prices FILE        JSON price table to use on top of the built-in one:
                        {"asOf": "2026-11-24", "models": {"mistral-small-2603":
                        {"input": 0.1, "output": 0.3, "aliases": ["..."]}}}
@@ -51,6 +56,7 @@ export const reportCommand: Command = {
       since: { type: "string" },
       until: { type: "string" },
       json: { type: "boolean", default: false },
+      html: { type: "string" },
       prices: { type: "string" },
     });
     const by = values.by as string;
@@ -66,19 +72,34 @@ export const reportCommand: Command = {
 
     const names = positionals.length > 0 ? positionals : [defaultLogFile(ctx)];
     const files = await distinctFiles(ctx, resolveFiles(ctx, names));
+    const html = values.html as string | undefined;
+    if (html !== undefined && values.json === true) throw new UsageError("--html and --json: choose one", "report");
+    if (html === "") throw new UsageError("--html needs a FILE to write (or - for stdout)", "report");
     const aggregator = new UsageAggregator(by as GroupBy);
+    // The page's charts are per day and model, whatever --by says.
+    const daily = html === undefined ? undefined : by === "day" ? aggregator : new UsageAggregator("day");
     let fatal = false;
     let invalidRows = 0;
-    for (const { name, path } of files) {
+    const progress = progressFor(ctx, "report");
+    for (const [index, { name, path }] of files.entries()) {
       let shown = 0;
-      const result = await readLog(path, {
-        row(row) {
-          if (inRange(row.micros)) aggregator.add(row);
+      const result = await readLog(
+        path,
+        {
+          row(row) {
+            if (!inRange(row.micros)) return;
+            aggregator.add(row);
+            if (daily !== undefined && daily !== aggregator) daily.add(row);
+          },
+          invalid(record) {
+            if (shown++ >= MAX_SHOWN_INVALID) return;
+            progress.clear();
+            warn(ctx, `${printable(name)}:${record.line}: skipped an invalid row (${PROGRAM} validate ${printable(name)} says why)`);
+          },
         },
-        invalid(record) {
-          if (shown++ < MAX_SHOWN_INVALID) warn(ctx, `${printable(name)}:${record.line}: skipped an invalid row (${PROGRAM} validate ${printable(name)} says why)`);
-        },
-      });
+        { progress: (done, size) => progress.update(`reading ${printable(name)}${files.length > 1 ? ` (${index + 1} of ${files.length})` : ""}`, done, size) },
+      );
+      progress.clear();
       if (result.fatal !== undefined) {
         fatal = true;
         warn(ctx, `${printable(name)}${result.fatalLine ? `:${result.fatalLine}` : ""}: ${printable(result.fatal)}`);
@@ -100,17 +121,39 @@ export const reportCommand: Command = {
       ...(values.until === undefined ? {} : { until: values.until as string }),
       invalidRows,
     };
-    if (values.json === true) {
+    if (html !== undefined) {
+      // Loaded only here: nobody else pays for it.
+      const { renderHtml } = await import("./report-html.js");
+      const page = renderHtml(summary, (daily as UsageAggregator).byModel(), meta, `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`);
+      if (html === "-") await write(ctx.stdout, page);
+      else {
+        try {
+          await writeFile(resolve(ctx.cwd, html), page);
+        } catch (err) {
+          warn(ctx, `--html ${printable(html)}: cannot write it: ${(err as Error).message}`);
+          return EXIT.problems;
+        }
+        warn(ctx, `report written to ${printable(html)}: open it in a browser`);
+      }
+    } else if (values.json === true) {
       await write(ctx.stdout, `${JSON.stringify(reportJson(summary, meta), null, 2)}\n`);
     } else {
-      // A terminal's own width (at least 60); 80 when it is not a terminal or does not say.
-      const columns = ctx.stdout.isTTY === true ? (ctx.stdout.columns ?? 0) : 0;
-      const width = columns > 0 ? Math.max(60, columns) : 80;
-      await write(ctx.stdout, renderReport(summary, meta, { width, style: styleFor(ctx) }));
+      await write(ctx.stdout, renderReport(summary, meta, { width: textWidth(ctx), style: styleFor(ctx) }));
     }
     return invalidRows > 0 ? EXIT.problems : EXIT.ok;
   },
 };
+
+/**
+ * The width the notes are wrapped to: on a terminal, $COLUMNS when set, else the terminal's own
+ * (at least 60); 80 otherwise. The table is never cut to it: a model name is never shortened.
+ */
+export function textWidth(ctx: Context): number {
+  if (ctx.stdout.isTTY !== true) return 80;
+  const fromEnv = /^\d+$/.test(ctx.env["COLUMNS"] ?? "") ? Number(ctx.env["COLUMNS"]) : 0;
+  const columns = fromEnv > 0 ? fromEnv : (ctx.stdout.columns ?? 0);
+  return columns > 0 ? Math.max(60, columns) : 80;
+}
 
 function bound(name: string, value: string | undefined): TimeBound | undefined {
   if (value === undefined) return undefined;
@@ -159,29 +202,34 @@ function costCell(g: UsageGroup): string {
   return g.unpricedCalls > 0 ? `${formatUsd(g.costUsd)}*` : formatUsd(g.costUsd);
 }
 
-/** The report as text for a terminal of `width` columns. Pure. */
-export function renderReport(summary: UsageSummary, meta: ReportMeta, options: { width: number; style: Style }): string {
-  const { width, style } = options;
-  const out: string[] = [];
+/** What both the text and the HTML report show, as text. Pure. */
+export interface ReportParts {
+  /** "Mistral API usage in FILE". */
+  readonly title: string;
+  /** The number of calls and the time range, or "No calls." */
+  readonly range: string;
+  /** "Only calls selected by --since ...", when filtered. */
+  readonly filter?: string;
+  /** The table (absent when there are no calls): the header, the group rows, the total row. */
+  readonly table?: { readonly columns: readonly Column[]; readonly rows: readonly (readonly string[])[]; readonly total: readonly string[] };
+  /** Footnotes: unpriced models, fallback prices, the price table's notes, its date. */
+  readonly notes: readonly string[];
+  /** About invalid rows that were skipped. */
+  readonly skipped?: string;
+}
+
+export function reportParts(summary: UsageSummary, meta: ReportMeta): ReportParts {
   const fileList = meta.files.map(printable).join(", ");
-  out.push(...wrap(`Mistral API usage in ${meta.files.length === 1 ? fileList : `${meta.files.length} files: ${fileList}`}`, width, "  ").map((l, i) => (i === 0 ? style.bold(l) : l)));
-  const filter = [meta.since === undefined ? "" : `--since ${meta.since}`, meta.until === undefined ? "" : `--until ${meta.until}`].filter((s) => s !== "").join(" ");
+  const title = `Mistral API usage in ${meta.files.length === 1 ? fileList : `${meta.files.length} files: ${fileList}`}`;
+  const filterText = [meta.since === undefined ? "" : `--since ${meta.since}`, meta.until === undefined ? "" : `--until ${meta.until}`].filter((s) => s !== "").join(" ");
   const calls = summary.total.calls;
+  const skipped = meta.invalidRows > 0 ? `${formatInt(meta.invalidRows)} invalid row${meta.invalidRows === 1 ? " was" : "s were"} skipped (see stderr).` : undefined;
   if (calls === 0 || summary.first === undefined || summary.last === undefined) {
-    out.push(`No calls${filter === "" ? "" : ` (${filter})`}.`);
-    return `${out.join("\n")}\n`;
+    return { title, range: `No calls${filterText === "" ? "" : ` (${filterText})`}.`, notes: [], ...(skipped === undefined ? {} : { skipped }) };
   }
-  out.push(
-    ...wrap(
-      `${formatInt(calls)} call${calls === 1 ? "" : "s"} from ${shortTime(summary.first.timestamp)} to ${shortTime(summary.last.timestamp)} UTC (${formatDuration(summary.last.micros - summary.first.micros)})`,
-      width,
-      "  ",
-    ),
-  );
-  if (filter !== "") out.push(...wrap(`Only calls selected by ${filter}`, width, "  "));
-  out.push("");
+  const range = `${formatInt(calls)} call${calls === 1 ? "" : "s"} from ${shortTime(summary.first.timestamp)} to ${shortTime(summary.last.timestamp)} UTC (${formatDuration(summary.last.micros - summary.first.micros)})`;
   const columns: Column[] = [
-    { header: FIRST_COLUMN[summary.by], align: "left", shrink: true, minWidth: 12 },
+    { header: FIRST_COLUMN[summary.by], align: "left" },
     { header: "Calls", align: "right" },
     { header: "Prompt", align: "right" },
     { header: "Completion", align: "right" },
@@ -193,24 +241,41 @@ export function renderReport(summary: UsageSummary, meta: ReportMeta, options: {
     const cost = costCell(g);
     return [label, formatInt(g.calls), formatInt(g.promptTokens), formatInt(g.completionTokens), formatInt(g.totalTokens), marked && !cost.endsWith("*") ? `${cost} ` : cost];
   };
-  const rows = summary.groups.map((g) => row(groupLabel(summary.by, g.key), g));
-  rows.push(row("Total", summary.total));
-  const table = renderTable(columns, rows, { maxWidth: width, footerFrom: rows.length - 1 });
-  out.push(...table.map((l, i) => (i === 0 || i === table.length - 1 ? style.bold(l) : l)));
-  out.push("");
-
   const notes: string[] = [];
   if (summary.unpriced.length > 0) {
     const list = summary.unpriced.map((u) => `${printable(u.model)} (${formatInt(u.calls)} call${u.calls === 1 ? "" : "s"})`).join(", ");
-    notes.push(
-      `n/a: no price known for ${list}. ${marked ? "Costs marked * leave these calls out. " : ""}Add a price with --prices FILE.`,
-    );
+    notes.push(`n/a: no price known for ${list}. ${marked ? "Costs marked * leave these calls out. " : ""}Add a price with --prices FILE.`);
   }
   for (const p of summary.pricedAs) notes.push(`${printable(p.model)} is not in the price table: priced as ${printable(p.as)} (${printable(p.key)}).`);
   notes.push(...summary.notes.map(printable));
   notes.push(pricesLine(meta));
-  for (const note of notes) out.push(...wrap(note, width, "  ").map((l) => style.dim(l)));
-  if (meta.invalidRows > 0) out.push(...wrap(`${formatInt(meta.invalidRows)} invalid row${meta.invalidRows === 1 ? " was" : "s were"} skipped (see stderr).`, width, "  "));
+  return {
+    title,
+    range,
+    ...(filterText === "" ? {} : { filter: `Only calls selected by ${filterText}` }),
+    table: { columns, rows: summary.groups.map((g) => row(groupLabel(summary.by, g.key), g)), total: row("Total", summary.total) },
+    notes,
+    ...(skipped === undefined ? {} : { skipped }),
+  };
+}
+
+/** The report as text for a terminal of `width` columns. Pure. */
+export function renderReport(summary: UsageSummary, meta: ReportMeta, options: { width: number; style: Style }): string {
+  const { width, style } = options;
+  const parts = reportParts(summary, meta);
+  const out: string[] = [];
+  out.push(...wrap(parts.title, width, "  ").map((l, i) => (i === 0 ? style.bold(l) : l)));
+  out.push(...(parts.table === undefined ? [parts.range] : wrap(parts.range, width, "  ")));
+  if (parts.table === undefined) return `${out.join("\n")}\n`;
+  if (parts.filter !== undefined) out.push(...wrap(parts.filter, width, "  "));
+  out.push("");
+  const rows = [...parts.table.rows, parts.table.total];
+  // Never cut to the width: two models whose names differ only at the end would look the same.
+  const table = renderTable(parts.table.columns, rows, { footerFrom: rows.length - 1 });
+  out.push(...table.map((l, i) => (i === 0 || i === table.length - 1 ? style.bold(l) : l)));
+  out.push("");
+  for (const note of parts.notes) out.push(...wrap(note, width, "  ").map((l) => style.dim(l)));
+  if (parts.skipped !== undefined) out.push(...wrap(parts.skipped, width, "  "));
   return `${out.join("\n")}\n`;
 }
 

@@ -11,7 +11,7 @@ import { EXIT, PROGRAM, UsageError, loadPrices, parseOptions, warn } from "./com
 import type { Command } from "./common.js";
 import { formatInt, formatUsd, printable } from "./format.js";
 import { readLog } from "./log-reader.js";
-import { costUsd } from "./prices.js";
+import { UsageAggregator } from "./aggregate.js";
 import type { PriceBook } from "./prices.js";
 
 const HELP = `Usage: ${PROGRAM} run [options] [--] COMMAND [ARGS...]
@@ -186,24 +186,10 @@ async function summaryLine(file: string, before: Position, prices: PriceBook, di
   if (now.id === undefined) return formatSummary(file, 0, 0, 0, new Map());
   // A log that was replaced or truncated meanwhile is counted from its start.
   const start = now.id === before.id && now.size >= before.size ? before.size : 0;
-  let calls = 0;
-  let tokens = 0;
-  let cost = 0;
-  const unpriced = new Map<string, number>();
-  await readLog(
-    file,
-    {
-      row(row) {
-        calls++;
-        tokens += row.totalTokens;
-        const price = prices.resolve(row.model);
-        if (price === undefined) unpriced.set(row.model, (unpriced.get(row.model) ?? 0) + 1);
-        else cost += costUsd(price.entry, row.promptTokens, row.completionTokens);
-      },
-    },
-    { start },
-  );
-  return formatSummary(file, calls, tokens, cost, unpriced);
+  const usage = new UsageAggregator("model");
+  await readLog(file, { row: (row) => usage.add(row) }, { start });
+  const { total, unpriced } = usage.summarize(prices);
+  return formatSummary(file, total.calls, total.totalTokens, total.costUsd ?? 0, new Map(unpriced.map((u) => [u.model, u.calls])));
 }
 
 /** The summary line's text. Pure. */

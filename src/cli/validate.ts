@@ -5,6 +5,7 @@ import { formatInt, printable } from "./format.js";
 import type { Style } from "./format.js";
 import { HEADER_LINE } from "../log/check.js";
 import { readLog } from "./log-reader.js";
+import { progressFor } from "./progress.js";
 import type { FileResult, Problem } from "./log-reader.js";
 
 const HELP = `Usage: ${PROGRAM} validate [options] [FILE...]
@@ -41,12 +42,14 @@ export const validateCommand: Command = {
     const files = resolveFiles(ctx, positionals.length > 0 ? positionals : [defaultLogFile(ctx)]);
     const style = styleFor(ctx);
     let failed = false;
-    for (const { name, path } of files) {
+    const progress = progressFor(ctx, "validate");
+    for (const [index, { name, path }] of files.entries()) {
       const pending: Problem[] = [];
       let shown = 0;
       let hidden = 0;
       const flush = (): void => {
         if (pending.length === 0) return;
+        progress.clear();
         ctx.stdout.write(pending.map((p) => formatProblem(name, p, style)).join(""));
         pending.length = 0;
       };
@@ -61,8 +64,9 @@ export const validateCommand: Command = {
             hidden++;
           }
         },
-      });
+      }, { progress: (done, size) => progress.update(`checking ${printable(name)}${files.length > 1 ? ` (${index + 1} of ${files.length})` : ""}`, done, size) });
       flush();
+      progress.clear();
       if (hidden > 0) await write(ctx.stdout, `${name}: ${formatInt(hidden)} more problem${hidden === 1 ? "" : "s"} not shown (--max-problems 0 shows all)\n`);
       if (result.errors > 0) failed = true;
       await write(ctx.stdout, `${verdict(name, result, style)}\n`);

@@ -53,6 +53,12 @@ export function sniffFormat(head: Uint8Array): Sniff {
   if (head[i] === 0x7b || head[i] === 0x5b) {
     return { fatal: `looks like JSON, not CSV: the log is a CSV file whose first line is ${HEADER_LINE}`, warnings: NONE };
   }
+  // Classic Mac "CSV" ends lines in CR alone: read as LF lines, the whole file is one huge header.
+  const lf = head.indexOf(0x0a, i);
+  const cr = head.indexOf(0x0d, i);
+  if (cr !== -1 && (lf === -1 || cr < lf) && cr + 1 < head.length && head[cr + 1] !== 0x0a) {
+    return { fatal: "uses CR line endings (an old Mac export): lines must end in LF or CRLF; convert it first, e.g. tr '\\r' '\\n' < OLD.csv > NEW.csv", warnings: NONE };
+  }
   const warnings = bom ? ["starts with a UTF-8 byte order mark (BOM); some CSV readers then see the first column as \"\\ufeffTimestampUTC\""] : NONE;
   return { warnings };
 }
@@ -86,69 +92,77 @@ export function checkHeader(fields: readonly string[]): string | undefined {
   return `header ${shown} has ${fields.length} columns, expected exactly ${COLUMN_COUNT}: ${HEADER_LINE}`;
 }
 
-const TIMESTAMP = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?$/;
 const EXAMPLE = "2026-11-24T10:30:01.123456+00:00";
+
+/** An ISO 8601 date or date-time as written, before any range check. */
+export interface IsoDateTime {
+  readonly year: number;
+  readonly month: number;
+  readonly day: number;
+  /** "T", " ", or undefined for a bare date. */
+  readonly separator?: string;
+  readonly hour: number;
+  readonly minute: number;
+  /** Undefined when the seconds are left out (`2026-11-24T10:30`). */
+  readonly second?: number;
+  /** Microseconds from the fraction (1 to 9 digits, cut to 6). */
+  readonly fraction: number;
+  /** "Z", "+00:00", "-0500", ..., or undefined. */
+  readonly offset?: string;
+}
+
+// The one grammar of dates and times, for the log's timestamps and for --since / --until alike.
+const ISO_DATE_TIME = /^(\d{4})-(\d\d)-(\d\d)(?:([T ])(\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?)?(Z|[+-]\d\d:?\d\d)?$/;
+
+/** Splits an ISO 8601 date or date-time into its parts; undefined when it is not one. */
+export function parseIsoDateTime(text: string): IsoDateTime | undefined {
+  const m = ISO_DATE_TIME.exec(text);
+  if (m === null) return undefined;
+  const [, ys, mos, ds, separator, hs, mis, ss, frac, offset] = m;
+  return {
+    year: Number(ys),
+    month: Number(mos),
+    day: Number(ds),
+    hour: Number(hs ?? 0),
+    minute: Number(mis ?? 0),
+    fraction: frac === undefined ? 0 : Number(frac.padEnd(6, "0").slice(0, 6)),
+    ...(separator === undefined ? {} : { separator }),
+    ...(ss === undefined ? {} : { second: Number(ss) }),
+    ...(offset === undefined ? {} : { offset }),
+  };
+}
+
+/**
+ * The instant of `t` in microseconds since the epoch, the wall time being `offsetMinutes` ahead of
+ * UTC; undefined for a date or time that does not exist (February 30, 24:00, 10:60).
+ */
+export function isoMicros(t: IsoDateTime, offsetMinutes = 0): number | undefined {
+  const second = t.second ?? 0;
+  if (t.month < 1 || t.month > 12 || t.day < 1 || t.day > daysInMonth(t.year, t.month) || t.hour > 23 || t.minute > 59 || second > 59) return undefined;
+  return (daysFromCivil(t.year, t.month, t.day) * 86_400 + t.hour * 3_600 + t.minute * 60 + second - offsetMinutes * 60) * 1_000_000 + t.fraction;
+}
 
 /**
  * Parses an ISO 8601 UTC timestamp (`2026-11-24T10:30:01.123456+00:00`; `Z` and a missing or
  * shorter fraction are accepted) to microseconds since the epoch, or says what is wrong (a string).
+ * Rows in the preload's own form are read from bytes before they are strings (src/log/scan.ts).
  */
 export function parseTimestamp(text: string): number | string {
-  const fast = canonicalTimestamp(text);
-  if (fast !== undefined) return fast;
-  const m = TIMESTAMP.exec(text);
-  if (m === null) {
+  const t = parseIsoDateTime(text);
+  if (t === undefined || t.separator !== "T" || t.second === undefined) {
     if (text === "") return "TimestampUTC is empty";
     if (/^\d{4}-\d\d-\d\d \d\d:\d\d/.test(text)) return `TimestampUTC ${display(text)} has a space between date and time; ISO 8601 needs a T (e.g. ${EXAMPLE})`;
     if (/^\d{9,}(\.\d+)?$/.test(text)) return `TimestampUTC ${display(text)} looks like Unix time; the format needs ISO 8601 (e.g. ${EXAMPLE})`;
     if (text.trim() !== text) return `TimestampUTC ${display(text)} has spaces around it`;
     return `TimestampUTC ${display(text)} is not an ISO 8601 timestamp (e.g. ${EXAMPLE})`;
   }
-  const [, ys, mos, ds, hs, mis, ss, frac, offset] = m;
+  const offset = t.offset;
   if (offset === undefined) return `TimestampUTC ${display(text)} has no UTC offset: add +00:00 (e.g. ${EXAMPLE})`;
   if (offset !== "Z" && offset !== "+00:00") {
     if (/^[+-]00:?00$/.test(offset)) return `TimestampUTC ${display(text)} has offset ${offset}; write UTC as +00:00`;
     return `TimestampUTC ${display(text)} is not in UTC (offset ${offset}); convert it to +00:00`;
   }
-  const year = Number(ys);
-  const month = Number(mos);
-  const day = Number(ds);
-  const hour = Number(hs);
-  const minute = Number(mis);
-  const second = Number(ss);
-  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 || second > 59) {
-    return `TimestampUTC ${display(text)} is not a valid date and time`;
-  }
-  const fraction = frac === undefined ? 0 : Number(frac.padEnd(6, "0").slice(0, 6));
-  return (daysFromCivil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000_000 + fraction;
-}
-
-let cachedDate = "";
-let cachedDays = 0;
-
-/**
- * The form the preload writes, `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, parsed without a regular
- * expression (a million-row log spends most of its time here otherwise); undefined for any other
- * form or an out-of-range field, which the general path then explains.
- */
-function canonicalTimestamp(t: string): number | undefined {
-  if (t.length !== 32 || t.charCodeAt(4) !== 45 || t.charCodeAt(7) !== 45 || t.charCodeAt(10) !== 84 || t.charCodeAt(13) !== 58 || t.charCodeAt(16) !== 58) return undefined;
-  if (t.charCodeAt(19) !== 46 || !t.endsWith("+00:00")) return undefined;
-  const hour = digits(t, 11, 13);
-  const minute = digits(t, 14, 16);
-  const second = digits(t, 17, 19);
-  const micros = digits(t, 20, 26);
-  if (hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || micros < 0) return undefined;
-  const date = t.slice(0, 10);
-  if (date !== cachedDate) {
-    const year = digits(t, 0, 4);
-    const month = digits(t, 5, 7);
-    const day = digits(t, 8, 10);
-    if (year < 0 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
-    cachedDays = daysFromCivil(year, month, day);
-    cachedDate = date;
-  }
-  return (cachedDays * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000_000 + micros;
+  return isoMicros(t) ?? `TimestampUTC ${display(text)} is not a valid date and time`;
 }
 
 /** The decimal number in t[from, to), or -1 if a character is not a digit. */
@@ -230,16 +244,17 @@ export function checkRow(fields: readonly string[]): RowCheck {
   const tsWarning = typeof micros === "number" ? timestampWarning(timestamp) : undefined;
   if (tsWarning !== undefined) (warnings ??= []).push(tsWarning);
   if (typeof promptTokens === "number" && typeof completionTokens === "number" && typeof totalTokens === "number") {
-    if (totalTokens !== promptTokens + completionTokens) {
-      (warnings ??= []).push(
-        `TotalTokens ${totalTokens} is not PromptTokens + CompletionTokens (${promptTokens + completionTokens}); the API reports such totals for some endpoints`,
-      );
-    }
+    if (totalTokens !== promptTokens + completionTokens) (warnings ??= []).push(totalMismatch(promptTokens, completionTokens, totalTokens));
   }
   if (errors !== undefined || typeof micros !== "number" || typeof promptTokens !== "number" || typeof completionTokens !== "number" || typeof totalTokens !== "number") {
     return { ok: false, errors: errors ?? NONE, warnings: warnings ?? NONE };
   }
   return { ok: true, row: { timestamp, micros, model, promptTokens, completionTokens, totalTokens }, warnings: warnings ?? NONE };
+}
+
+/** The warning for a total other than prompt + completion (moderation and transcription report such totals). */
+export function totalMismatch(promptTokens: number, completionTokens: number, totalTokens: number): string {
+  return `TotalTokens ${totalTokens} is not PromptTokens + CompletionTokens (${promptTokens + completionTokens}); the API reports such totals for some endpoints`;
 }
 
 /** Formats the instant of `micros` the way the preload writes it: the preload's own formatter. */

@@ -88,3 +88,14 @@ export function ts(micros: number): string {
 }
 
 export const BASE_MICROS = Date.UTC(2026, 10, 24, 10, 30, 1) * 1000 + 123_456;
+
+/** A deterministic pseudo-random sequence (mulberry32), so failures reproduce. */
+export function random(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

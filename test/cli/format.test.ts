@@ -115,12 +115,16 @@ describe("renderReport", () => {
     assert.match(text, /as of 2026-10-06/);
     assert.doesNotMatch(text, /\$0\.0000/);
   });
-  test("a very long model name is cut to keep 80 columns", () => {
+  test("a very long model name is never cut (a billing report must not merge two names); the notes still wrap", () => {
+    // This test said the opposite before issue 14: names were cut with … to keep 80 columns.
     const long = new UsageAggregator("model");
-    long.add(row("2026-11-24T10:30:01.123456+00:00", `custom-${"x".repeat(70)}`, 123_456_789, 123_456_789));
+    const name = `custom-${"x".repeat(70)}`;
+    long.add(row("2026-11-24T10:30:01.123456+00:00", name, 123_456_789, 123_456_789));
     const out = renderReport(long.summarize(prices), meta, { width: 80, style: NO_STYLE });
-    for (const l of out.trimEnd().split("\n")) assert.ok(l.length <= 80, `${l.length}: ${l}`);
-    assert.match(out, /custom-x+…/);
+    assert.doesNotMatch(out, /…/);
+    assert.ok(out.split("\n").some((l) => l.startsWith(`${name}  `)));
+    const prose = out.split("\n").filter((l) => !l.includes(name) && !/^-+$/.test(l) && !/^(Model|Total) /.test(l));
+    for (const l of prose) assert.ok(l.length <= 80, `${l.length}: ${l}`);
   });
   test("no calls", () => {
     const empty = renderReport(new UsageAggregator("day").summarize(prices), { ...meta, since: "2027-01-01" }, { width: 80, style: NO_STYLE });

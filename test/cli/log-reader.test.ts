@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { readLog } from "../../src/cli/log-reader.js";
 import type { FileResult, InvalidRecord, Problem } from "../../src/cli/log-reader.js";
 import type { LogRow } from "../../src/log/check.js";
+import { checkRow } from "../../src/log/check.js";
 import { HEADER, tmp } from "./cli-helpers.js";
 
 interface Read {
@@ -129,5 +130,46 @@ describe("readLog", () => {
       r.invalid.map((i) => i.line),
       expected,
     );
+  });
+});
+
+describe("readLog's byte path agrees with the checks on strings", () => {
+  test("rows near the preload's form: the same rows, errors and warnings as checkRow on their fields", async (t) => {
+    // Every way a line can differ a little from what the preload writes.
+    const timestamps = ["2026-11-24T10:30:01.123456+00:00", "2026-02-29T10:30:01.123456+00:00", "2026-11-24T24:00:01.123456+00:00", "2026-11-24T10:30:01.123456Z", "2026-11-24T10:30:01.12345+00:00", "0000-01-01T00:00:00.000000+00:00"];
+    const models = ["mistral-small-2603", "", " ", "\t", " m ", "'=x", "café", "日本", "a b"];
+    const counts = [
+      ["15", "8", "23"],
+      ["0", "0", "0"],
+      ["007", "8", "15"],
+      ["15", "8", "24"],
+      ["-1", "2", "1"],
+      ["1.5", "1", "2"],
+      ["", "1", "1"],
+      [" 3", "1", "4"],
+      ["999999999999999", "1", "1000000000000000"],
+      ["9999999999999999", "0", "9999999999999999"],
+      ["12345678901234567890", "0", "1"],
+    ];
+    const lines: string[] = [];
+    for (const ts of timestamps) for (const model of models) for (const [p, c, total] of counts) lines.push(`${ts},${model},${p},${c},${total}`);
+    const r = await read(t, `${HEADER}\n${lines.join("\n")}\n`);
+    const expected: { rows: [number, string, number][]; problems: string[] } = { rows: [], problems: [] };
+    lines.forEach((line, i) => {
+      const checked = checkRow(line.split(","));
+      for (const w of checked.warnings) expected.problems.push(`${i + 2} warning ${w}`);
+      if (checked.ok) expected.rows.push([i + 2, checked.row.model, checked.row.micros + checked.row.promptTokens + checked.row.totalTokens]);
+      else for (const e of checked.errors) expected.problems.push(`${i + 2} error ${e}`);
+    });
+    assert.deepEqual(
+      r.rows.map(([line, row]) => [line, row.model, row.micros + row.promptTokens + row.totalTokens]),
+      expected.rows,
+    );
+    assert.deepEqual(
+      r.problems.map((p) => `${p.line} ${p.severity} ${p.message}`),
+      expected.problems,
+    );
+    // The timestamps as written, for the rows read from bytes too.
+    for (const [line, row] of r.rows) assert.equal(row.timestamp, lines[line - 2]?.split(",")[0]);
   });
 });

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { link, readFile, readdir, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { mergeEntries } from "../../src/cli/merge.js";
+import { mergeEntries, mergeOrder } from "../../src/cli/merge.js";
 import type { Entry } from "../../src/cli/merge.js";
 import { BASE_MICROS, HEADER, cli, rowLine, tmp, ts, writeLog } from "./cli-helpers.js";
 import type { Row } from "./cli-helpers.js";
@@ -146,5 +146,41 @@ describe("merge", () => {
     const r = await cli(["merge", "-o", "no/such/out.csv", "a.csv"], { cwd: dir });
     assert.equal(r.code, 2);
     assert.match(r.stderr, /does not exist/);
+  });
+});
+
+describe("mergeOrder", () => {
+  /** What a stable sort by time gives, without exact duplicates. */
+  function reference(micros: number[], lines: string[]): number[] {
+    const sorted = micros.map((_, i) => i).sort((a, b) => (micros[a] as number) - (micros[b] as number) || a - b);
+    const out: number[] = [];
+    for (const i of sorted) {
+      if (out.some((j) => micros[j] === micros[i] && lines[j] === lines[i])) continue;
+      out.push(i);
+    }
+    return out;
+  }
+  let seed = 7;
+  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+
+  test("agrees with a stable sort on sorted, nearly sorted (interleaved runs), reversed and random input", () => {
+    const shapes: Record<string, (i: number, n: number) => number> = {
+      sorted: (i) => i * 10,
+      "four logs one after the other": (i, n) => ((i * 4) % n) * 10 + Math.floor((i * 4) / n),
+      "processes appending side by side": (i) => i * 10 + Math.floor(rnd() * 30),
+      reversed: (i, n) => (n - i) * 10,
+      random: () => Math.floor(rnd() * 50),
+    };
+    for (const [shape, at] of Object.entries(shapes)) {
+      for (const n of [0, 1, 2, 37, 500]) {
+        const micros = Array.from({ length: n }, (_, i) => at(i, n));
+        // Some equal times, some exact duplicates, and more than 16 rows at one instant in "random".
+        const lines = micros.map((m, i) => `${m},${i % 3 === 0 ? "same" : `row${i}`}\n`);
+        const got = mergeOrder(micros, n, { same: (i, j) => lines[i] === lines[j], key: (i) => lines[i] as string });
+        const expected = reference(micros, lines);
+        assert.deepEqual([...got.order.subarray(0, got.length)], expected, `${shape} ${n}`);
+        assert.equal(got.duplicates, n - expected.length, `${shape} ${n}`);
+      }
+    }
   });
 });

@@ -8,7 +8,7 @@ import { createWriteStream } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { once } from "node:events";
 import { join } from "node:path";
-import { BASE_MICROS, HEADER, cli, tmp, ts, writeLog } from "./cli-helpers.js";
+import { BASE_MICROS, HEADER, cli, random, tmp, ts, writeLog } from "./cli-helpers.js";
 import type { Row } from "./cli-helpers.js";
 
 /** Prices (USD per 1M tokens) as the reference file gives them, typed in here again on purpose. */
@@ -24,16 +24,6 @@ const PRICE: Record<string, [number, number]> = {
 const UNKNOWN = "voxtral-mini-2507";
 const MODELS = [...Object.keys(PRICE), UNKNOWN];
 
-/** A deterministic pseudo-random sequence (mulberry32), so failures reproduce. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function makeRows(n: number, seed: number, start = BASE_MICROS): Row[] {
   const rnd = random(seed);

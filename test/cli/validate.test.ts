@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import { spawnSync } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { HEADER, cli, tmp, writeLog } from "./cli-helpers.js";
+import { HEADER, assertBuilt, cli, cliPath, tmp, writeLog } from "./cli-helpers.js";
 
 const OK1 = "2026-11-24T10:30:01.123456+00:00,mistral-small-latest,15,8,23";
 const OK2 = "2026-11-24T10:31:05.654321+00:00,mistral-small-2603,35,150,185";
@@ -126,6 +126,16 @@ describe("validate", () => {
     assert.match(capped.stdout, /NOT VALID \(120 rows, 120 invalid; 120 errors\)/);
     const all = await cli(["validate", "--max-problems", "0", "log.csv"], { cwd: dir });
     assert.equal(all.stdout.match(/: error: /g)?.length, 120);
+  });
+
+  test("a log piped in: validate /dev/stdin (read as it comes, not at offsets)", async (t) => {
+    const dir = await tmp(t);
+    await writeLog(dir, "log.csv", [OK1, OK2]);
+    // Through a shell's pipe, as a user would (a child's stdin from node is a socket, not a pipe).
+    assertBuilt();
+    const r = spawnSync("sh", ["-c", `cat log.csv | "${process.execPath}" "${cliPath}" validate /dev/stdin`], { cwd: dir, encoding: "utf8" });
+    assert.equal(r.stdout, "/dev/stdin: valid (2 rows)\n", r.stderr);
+    assert.equal(r.status, 0);
   });
 
   test("terminal escapes in a file are shown, not run", async (t) => {
