@@ -1,4 +1,4 @@
-/** `mistral-usage run -- COMMAND [ARGS...]`: run a program with the preload, then say what it logged. */
+/** `mistral-usage run -- COMMAND [ARGS...]`: run a program in any language behind the logging proxy (and the preload, for Node), then say what it logged. */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
