@@ -1,7 +1,8 @@
 /** The `mistral-usage` command as a whole: packaging, help, version, usage errors. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
+import { builtinModules } from "node:module";
 import { join } from "node:path";
 import { repoRoot } from "../support/run-app.js";
 import { cli, cliPath, tmp } from "./cli-helpers.js";
@@ -14,8 +15,23 @@ describe("packaging", () => {
     assert.equal(pkg.bin?.["mistral-usage"], "dist/src/cli/main.js");
     assert.equal(join(repoRoot, pkg.bin?.["mistral-usage"] ?? ""), cliPath);
     assert.match(await readFile(cliPath, "utf8"), /^#!\/usr\/bin\/env node\n/);
-    // The command reads CSV at run time, so csv-parse must be a real dependency.
-    assert.ok(pkg.dependencies?.["csv-parse"], "csv-parse in dependencies");
+  });
+
+  test("dependencies are exactly the packages the built code loads at run time", async () => {
+    const pkg = JSON.parse(await readFile(join(repoRoot, "package.json"), "utf8")) as { dependencies?: Record<string, string> };
+    const loaded = new Set<string>();
+    const files = (await readdir(join(repoRoot, "dist"), { recursive: true })).filter((f) => f.endsWith(".js") || f.endsWith(".cjs"));
+    for (const file of files) {
+      // The exporter thread's tsc output is an esbuild input only: dist/otlp-exporter.cjs bundles it.
+      if (file.endsWith("exporter-thread.js")) continue;
+      const text = await readFile(join(repoRoot, "dist", file), "utf8");
+      for (const m of text.matchAll(/(?:from |import\(|require\(|createRequire\(import\.meta\.url\)\()"([^".][^"]*)"/g)) {
+        const specifier = m[1]!;
+        if (specifier.startsWith("node:") || builtinModules.includes(specifier)) continue;
+        loaded.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
+      }
+    }
+    assert.deepEqual([...loaded].sort(), Object.keys(pkg.dependencies ?? {}).sort());
   });
 });
 
