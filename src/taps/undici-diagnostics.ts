@@ -52,18 +52,22 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
   };
   let unsubscribeBodyChunkSent: (() => void) | undefined;
 
-  const handlers: ChannelHandlers = {
-    "undici:request:create": on<{ request: UndiciRequest }>(({ request }) => {
-      const observer = createObserver(String(request.origin), String(request.path), String(request.method));
-      if (observer === undefined) return;
-      const exchange: Exchange = { observer, channelResponseChunks: 0, channelRequestChunks: 0 };
-      exchanges.set(request, exchange);
-      // Subscribed before the body is sent: undici publishes `create` when the request is made.
-      if (observer.wantsRequestBody) unsubscribeBodyChunkSent ??= subscribeAll(bodyChunkSent, onInternalError);
-      if (publishesChunks.has(Object.getPrototypeOf(request) as object)) return;
-      wrapChunkMethod(request, "onData", exchange, onInternalError);
-      if (observer.wantsRequestBody) wrapChunkMethod(request, "onBodySent", exchange, onInternalError);
-    }),
+  // The per-request channels are subscribed only while Mistral calls are about: subscribing alone
+  // makes undici build and publish a message for the headers, every body chunk and the end of EVERY
+  // request, Mistral's or not. They are subscribed when a matched request is created (before
+  // undici publishes anything else for it) and given up at the first other request created while
+  // no matched one is in flight, so an app that calls only Mistral never churns, and the rest of
+  // an app's traffic publishes nothing for us.
+  let inFlight = 0;
+  let unsubscribeExchanges: (() => void) | undefined;
+  const finished = (request: object): Exchange | undefined => {
+    const exchange = exchanges.get(request);
+    if (exchange === undefined) return undefined;
+    exchanges.delete(request);
+    inFlight--;
+    return exchange;
+  };
+  const exchangeHandlers: ChannelHandlers = {
     "undici:request:headers": on<{ request: object; response: { statusCode?: unknown; headers?: unknown } }>(
       ({ request, response }) => {
         exchanges.get(request)?.observer.responseStart(responseHead(response));
@@ -77,22 +81,39 @@ export function tapUndici(createObserver: ObserverFactory, onInternalError: (err
       if (bytes !== undefined) exchange.observer.responseData(bytes);
     }),
     "undici:request:trailers": on<{ request: object }>(({ request }) => {
-      const exchange = exchanges.get(request);
-      if (exchange === undefined) return;
-      exchanges.delete(request);
-      exchange.observer.responseEnd();
+      finished(request)?.observer.responseEnd();
     }),
     "undici:request:error": on<{ request: object; error: unknown }>(({ request, error }) => {
-      const exchange = exchanges.get(request);
-      if (exchange === undefined) return;
-      exchanges.delete(request);
-      exchange.observer.responseError(error);
+      finished(request)?.observer.responseError(error);
+    }),
+  };
+
+  const handlers: ChannelHandlers = {
+    "undici:request:create": on<{ request: UndiciRequest }>(({ request }) => {
+      const observer = createObserver(String(request.origin), String(request.path), String(request.method));
+      if (observer === undefined) {
+        if (inFlight === 0 && unsubscribeExchanges !== undefined) {
+          unsubscribeExchanges();
+          unsubscribeExchanges = undefined;
+        }
+        return;
+      }
+      const exchange: Exchange = { observer, channelResponseChunks: 0, channelRequestChunks: 0 };
+      exchanges.set(request, exchange);
+      inFlight++;
+      unsubscribeExchanges ??= subscribeAll(exchangeHandlers, onInternalError);
+      // Subscribed before the body is sent: undici publishes `create` when the request is made.
+      if (observer.wantsRequestBody) unsubscribeBodyChunkSent ??= subscribeAll(bodyChunkSent, onInternalError);
+      if (publishesChunks.has(Object.getPrototypeOf(request) as object)) return;
+      wrapChunkMethod(request, "onData", exchange, onInternalError);
+      if (observer.wantsRequestBody) wrapChunkMethod(request, "onBodySent", exchange, onInternalError);
     }),
   };
 
   const unsubscribe = subscribeAll(handlers, onInternalError);
   return () => {
     unsubscribe();
+    unsubscribeExchanges?.();
     unsubscribeBodyChunkSent?.();
   };
 }
