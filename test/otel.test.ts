@@ -288,6 +288,18 @@ describe('OpenTelemetry metrics, against a real receiver', { skip: skip ?? false
     assert.deepEqual(serverOf(await receiver.series('gen_ai.client.inference.usage.input_tokens')), [`127.0.0.1:${s.mock.port}`]);
   });
 
+  it('a long-running `mistral-usage proxy` exports at OTEL_METRIC_EXPORT_INTERVAL, not only when it stops', async (t) => {
+    const receiver = await startReceiver(t);
+    const s = await scenario(t, receiver.otlpEndpoint, { OTEL_METRIC_EXPORT_INTERVAL: '300' }, { tls: true });
+    await writeNonNodeApp(s.dir);
+    const proxy = await startProxy(t, s.dir, ['--upstream', s.mock.url], s.env);
+    const result = await runNode(['calls.sh', proxy.url], { cwd: s.dir, node: 'sh', env: {} });
+    assert.equal(result.stdout, NON_NODE_OUTPUT, result.stderr);
+    await assertReceiverMatchesCsv(receiver, s.logPath, 4);
+    assert.equal(proxy.child.exitCode, null, 'still running');
+    assert.equal((await proxy.stop('SIGINT')).code, 0);
+  });
+
   it('a Node 24 app under `run`: fetch goes through the proxy, which exports it; the preload leaves those calls to it and exports only the call that bypasses the proxy', { skip: NODE24 === undefined && 'no Node 24 binary here' }, async (t) => {
     const receiver = await startReceiver(t);
     const s = await scenario(t, receiver.otlpEndpoint, { OTEL_RESOURCE_ATTRIBUTES: 'side=proxy' });
@@ -393,6 +405,43 @@ describe('OpenTelemetry metrics, against a real receiver', { skip: skip ?? false
     assert.equal(refused, 1);
     assert.ok(passed >= 1);
     await assertReceiverMatchesCsv(receiver, s.logPath, 3);
+  });
+});
+
+describe('configuration warnings: one per bad value, not one per process or thread', () => {
+  const BAD = { MISTRAL_USAGE_OTLP: '1', OTEL_METRIC_EXPORT_INTERVAL: 'soon', MISTRAL_USAGE_VERBOSE: 'x', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' };
+  const SAID = [
+    'mistral-usage-log: MISTRAL_USAGE_VERBOSE="x" is not 1 or 0; using 0',
+    'mistral-usage-log: OTEL_METRIC_EXPORT_INTERVAL="soon" is not a whole number of milliseconds >= 1; using 60000',
+  ];
+  /** A Node app with two worker threads that starts a Node child process: four preloads. */
+  const TREE = `
+    import { Worker } from 'node:worker_threads';
+    import { execFileSync } from 'node:child_process';
+    import { writeFileSync } from 'node:fs';
+    writeFileSync('task.mjs', 'setTimeout(() => {}, 20);');
+    const pool = Array.from({ length: 2 }, () => new Worker(new URL('./task.mjs', import.meta.url)));
+    await Promise.all(pool.map((worker) => new Promise((resolve) => worker.once('exit', resolve))));
+    execFileSync(process.execPath, ['-e', '1'], { stdio: 'inherit' });
+  `;
+
+  it('the preload in a process tree: said by the main thread of the first process only', async (t) => {
+    const dir = await tempDirFor(t);
+    // Through NODE_OPTIONS, as `run` does: the child process and the workers load the preload too.
+    const NODE_OPTIONS = `--import=${pathToFileURL(registerPath).href}`;
+    const result = await runApp({ cwd: dir, preload: false, env: { ...BAD, NODE_OPTIONS, MISTRAL_USAGE_LOG: join(dir, 'usage.csv') }, source: TREE });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(ourLines(result.stderr).sort(), SAID);
+  });
+
+  it('under `mistral-usage run`: said once by `run`, whatever the command (a Node tree, or curl)', async (t) => {
+    const dir = await tempDirFor(t);
+    await writeFile(join(dir, 'tree.mjs'), TREE);
+    for (const command of [[process.execPath, 'tree.mjs'], ['sh', '-c', 'true']]) {
+      const result = await cli(['run', '--quiet', '--', ...command], { cwd: dir, env: BAD });
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(ourLines(result.stderr).sort(), SAID, command.join(' '));
+    }
   });
 });
 
