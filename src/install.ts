@@ -1,7 +1,7 @@
 import path from "node:path";
 import { configFromEnv, ENV, type Config } from "./config.js";
 import { createPipeline } from "./pipeline.js";
-import { internalErrorReporter, stderrReporter } from "./report.js";
+import { internalErrorReporter, sayConfigWarnings, stderrReporter } from "./report.js";
 import { sinksFromConfig } from "./sink/from-config.js";
 import { TAPS } from "./taps/index.js";
 import { leaveToRunProxy, parseProxyAddress, RUN_PROXY_ENV } from "./taps/via-run-proxy.js";
@@ -44,7 +44,8 @@ export function install(options: InstallOptions = {}): Uninstall {
   const config: Config = isWholeConfig(given) ? given : { ...configFromEnv(), ...given };
   const reporter = stderrReporter();
   const warn = (message: string): void => reporter.warn(message);
-  for (const warning of options.warnings ?? []) warn(warning);
+  // Once per process tree: workers and child processes inherit the list of what was said.
+  sayConfigWarnings(options.warnings ?? [], warn, process.env);
   if (config.disabled) return () => {};
   const active = global[INSTALLED];
   if (active !== undefined) {

@@ -36,3 +36,24 @@ function writeStderr(line: string): void {
 export function internalErrorReporter(warn: (message: string) => void): (error: unknown) => void {
   return (error) => warn(`internal error, please report it: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
 }
+
+/**
+ * Lists the configuration warnings already said higher up in this process tree, one per line: by
+ * `mistral-usage run`, or by the preload's main thread. Worker threads and child processes read the
+ * same environment, so without it one bad value was said once per process and per thread (a pool of
+ * 16 workers: 17 identical lines; `mistral-usage run -- npm start`: three).
+ */
+export const SAID_ENV = "MISTRAL_USAGE_SAID";
+
+/**
+ * Says each configuration problem not already said higher up (see SAID_ENV), and adds it to `env`
+ * (process.env, or a command's environment), which the threads and processes started later inherit.
+ * A different bad value in a child's own environment is still said there.
+ */
+export function sayConfigWarnings(warnings: readonly string[], warn: (message: string) => void, env: Record<string, string | undefined>): void {
+  if (warnings.length === 0) return;
+  const said = env[SAID_ENV]?.split("\n") ?? [];
+  const fresh = warnings.filter((warning) => !said.includes(warning));
+  for (const warning of fresh) warn(warning);
+  if (fresh.length > 0) env[SAID_ENV] = [...said, ...fresh].join("\n");
+}

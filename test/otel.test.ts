@@ -5,12 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import type { MockMistral } from './support/mock-mistral.js';
 import { pathToFileURL } from 'node:url';
-import { mockFor, ourLines, readLogRows, registerPath, repoRoot, runApp, runNode, tempDirFor, type RunResult } from './support/run-app.js';
+import { cli } from './cli/cli-helpers.js';
+import { startProxy } from './support/proxy-command.js';
+import { linkNodeModules, mockFor, ourLines, readLogRows, registerPath, repoRoot, runApp, runNode, tempDirFor, type RunResult } from './support/run-app.js';
+import { PYTHON, tlsMockFor } from './support/tls-mock.js';
 import { freePort, receiverMissing, startReceiver, type Receiver } from './support/victoria-metrics.js';
 
 const skip = receiverMissing();
@@ -92,6 +96,43 @@ function callsApp(calls: number, options: { models?: string[]; stream?: boolean;
   `;
 }
 
+/** Python's requests and curl, each a JSON call and a stream, against the base URL in $1. */
+async function writeNonNodeApp(dir: string): Promise<void> {
+  const chat = (model: string, stream = false): string => JSON.stringify({ model, stream, messages: [{ role: 'user', content: 'hi' }] });
+  await writeFile(
+    join(dir, 'app.py'),
+    `import json, sys, requests
+base = sys.argv[1]
+r = requests.post(base + "/v1/chat/completions", json=json.loads('${chat('py-json')}')); r.raise_for_status()
+with requests.post(base + "/v1/chat/completions", json=json.loads('${chat('py-stream', true)}'), stream=True) as r:
+    r.raise_for_status()
+    print("python", sum(1 for line in r.iter_lines() if line.startswith(b"data:")))
+`,
+  );
+  await writeFile(
+    join(dir, 'calls.sh'),
+    [
+      'set -e',
+      `${PYTHON} app.py "$1"`,
+      `curl -sS --fail -o /dev/null "$1/v1/chat/completions" -H 'content-type: application/json' -d '${chat('curl-json')}'`,
+      `curl -sS --fail -N "$1/v1/chat/completions" -H 'content-type: application/json' -d '${chat('curl-stream', true)}' | grep -c '^data:'`,
+    ].join('\n'),
+  );
+}
+const NON_NODE_OUTPUT = 'python 6\n6\n';
+
+/** The distinct `server.address:server.port` of these series. */
+function serverOf(series: Array<Record<string, string>>): string[] {
+  return [...new Set(series.map((labels) => `${labels['server.address']}:${labels['server.port']}`))];
+}
+
+/** A Node 24 binary: this machine's, or the one running the tests (CI's second pass). */
+const NODE24 = existsSync('/opt/nodes/n24/package/bin/node')
+  ? '/opt/nodes/n24/package/bin/node'
+  : Number(process.versions.node.split('.')[0]) >= 24
+    ? process.execPath
+    : undefined;
+
 interface Scenario {
   dir: string;
   logPath: string;
@@ -99,9 +140,10 @@ interface Scenario {
   env: Record<string, string>;
 }
 
-async function scenario(t: TestContext, receiverEndpoint: string, extraEnv: Record<string, string> = {}): Promise<Scenario> {
+/** A folder, a mock (plain HTTP unless `tls`: then `caFile` trusts it) and the environment that exports to the receiver. */
+async function scenario(t: TestContext, receiverEndpoint: string, extraEnv: Record<string, string> = {}, options: { tls?: boolean } = {}): Promise<Scenario> {
   const dir = await tempDirFor(t);
-  const mock = await mockFor(t);
+  const { mock, caFile } = options.tls === true ? await tlsMockFor(t, dir) : { mock: await mockFor(t), caFile: undefined };
   const logPath = join(dir, 'usage.csv');
   const env = {
     MOCK: mock.url,
@@ -110,6 +152,7 @@ async function scenario(t: TestContext, receiverEndpoint: string, extraEnv: Reco
     MISTRAL_USAGE_OTLP: '1',
     OTEL_EXPORTER_OTLP_ENDPOINT: receiverEndpoint,
     OTEL_SERVICE_NAME: 'otel-test',
+    ...(caFile === undefined ? {} : { NODE_EXTRA_CA_CERTS: caFile }),
     ...extraEnv,
   };
   return { dir, logPath, mock, env };
@@ -203,7 +246,7 @@ describe('OpenTelemetry metrics, against a real receiver', { skip: skip ?? false
     await assertReceiverMatchesCsv(receiver, s.logPath, 3);
   });
 
-  it('under `mistral-usage run -- node app.mjs`: the child processes export (the proxy for other languages is not here yet)', async (t) => {
+  it('under `mistral-usage run -- node app.mjs` (this Node): whichever side records a call, the child\'s preload or the run\'s proxy, exports it', async (t) => {
     const receiver = await startReceiver(t);
     const s = await scenario(t, receiver.otlpEndpoint);
     await writeFile(join(s.dir, 'app.mjs'), callsApp(3, { models: ['run-model'] }));
@@ -215,6 +258,72 @@ describe('OpenTelemetry metrics, against a real receiver', { skip: skip ?? false
     const result = await runNode([join(repoRoot, 'dist', 'src', 'cli', 'main.js'), 'run', '--quiet', '--', process.execPath, 'parent.mjs'], { cwd: s.dir, env: s.env });
     assertClean(result);
     await assertReceiverMatchesCsv(receiver, s.logPath, 4);
+  });
+
+  it('Python (requests) and curl under `mistral-usage run`, JSON and streams: the run\'s proxy exports before `run` exits; server.address is the host the app named', async (t) => {
+    const receiver = await startReceiver(t);
+    const s = await scenario(t, receiver.otlpEndpoint, {}, { tls: true });
+    await writeNonNodeApp(s.dir);
+    const result = await cli(['run', '--quiet', '--upstream', s.mock.url, '--', 'sh', 'calls.sh', 'https://api.mistral.ai'], { cwd: s.dir, env: s.env });
+    assertClean(result);
+    assert.equal(result.stdout, NON_NODE_OUTPUT);
+    await assertReceiverMatchesCsv(receiver, s.logPath, 4);
+    // The app named api.mistral.ai; --upstream (a gateway, here the mock) is where the proxy sent it.
+    assert.deepEqual(serverOf(await receiver.series('gen_ai.client.inference.usage.input_tokens')), ['api.mistral.ai:443']);
+  });
+
+  it('Python (requests) and curl through `mistral-usage proxy` (base URL), stopped by SIGTERM: everything exported at the stop; server.address is the upstream', async (t) => {
+    const receiver = await startReceiver(t);
+    const s = await scenario(t, receiver.otlpEndpoint, {}, { tls: true });
+    await writeNonNodeApp(s.dir);
+    const proxy = await startProxy(t, s.dir, ['--upstream', s.mock.url], s.env);
+    const result = await runNode(['calls.sh', proxy.url], { cwd: s.dir, node: 'sh', env: {} });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, NON_NODE_OUTPUT);
+    const stopped = await proxy.stop('SIGTERM');
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.deepEqual(ourLines(stopped.stderr), [], 'no warning');
+    await assertReceiverMatchesCsv(receiver, s.logPath, 4);
+    // The clients named the proxy; what they reached, and what the metrics name, is the upstream.
+    assert.deepEqual(serverOf(await receiver.series('gen_ai.client.inference.usage.input_tokens')), [`127.0.0.1:${s.mock.port}`]);
+  });
+
+  it('a long-running `mistral-usage proxy` exports at OTEL_METRIC_EXPORT_INTERVAL, not only when it stops', async (t) => {
+    const receiver = await startReceiver(t);
+    const s = await scenario(t, receiver.otlpEndpoint, { OTEL_METRIC_EXPORT_INTERVAL: '300' }, { tls: true });
+    await writeNonNodeApp(s.dir);
+    const proxy = await startProxy(t, s.dir, ['--upstream', s.mock.url], s.env);
+    const result = await runNode(['calls.sh', proxy.url], { cwd: s.dir, node: 'sh', env: {} });
+    assert.equal(result.stdout, NON_NODE_OUTPUT, result.stderr);
+    await assertReceiverMatchesCsv(receiver, s.logPath, 4);
+    assert.equal(proxy.child.exitCode, null, 'still running');
+    assert.equal((await proxy.stop('SIGINT')).code, 0);
+  });
+
+  it('a Node 24 app under `run`: fetch goes through the proxy, which exports it; the preload leaves those calls to it and exports only the call that bypasses the proxy', { skip: NODE24 === undefined && 'no Node 24 binary here' }, async (t) => {
+    const receiver = await startReceiver(t);
+    const s = await scenario(t, receiver.otlpEndpoint, { OTEL_RESOURCE_ATTRIBUTES: 'side=proxy' });
+    await linkNodeModules(s.dir);
+    await writeFile(join(s.dir, 'app.mjs'), callsApp(2, {
+      models: ['via-proxy-json'],
+      before: "import { Agent, fetch as undiciFetch } from 'undici';",
+      after: `
+        ${callsApp(1, { models: ['via-proxy-stream'], stream: true })}
+        // An own undici Agent ignores the proxy variables: this call goes straight to the mock, and the preload records it.
+        const own = await undiciFetch(process.env.MOCK + '/v1/chat/completions', { method: 'POST', dispatcher: new Agent(), headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'bypass-model', messages: [] }) });
+        await own.text();
+      `,
+    }));
+    // The child's preload says which side it is in its resource.
+    const command = ['sh', '-c', 'OTEL_RESOURCE_ATTRIBUTES=side=preload exec "$0" app.mjs', NODE24!];
+    const result = await cli(['run', '--quiet', '--', ...command], { cwd: s.dir, env: s.env });
+    assertClean(result);
+    assert.equal(s.mock.served.length, 4);
+    await assertReceiverMatchesCsv(receiver, s.logPath, 4);
+    const sides: Record<string, string[]> = {};
+    for (const series of await receiver.series('gen_ai.client.inference.usage.input_tokens')) (sides[series['gen_ai.response.model']!] ??= []).push(series['side']!);
+    assert.deepEqual(sorted(sides as never), sorted({ 'via-proxy-json': ['proxy'], 'via-proxy-stream': ['proxy'], 'bypass-model': ['preload'] } as never), 'each call counted once, by one side');
   });
 
   it('gzip compression, headers and a metrics endpoint given in full; http/json where the receiver takes only protobuf: one warning', async (t) => {
@@ -296,6 +405,43 @@ describe('OpenTelemetry metrics, against a real receiver', { skip: skip ?? false
     assert.equal(refused, 1);
     assert.ok(passed >= 1);
     await assertReceiverMatchesCsv(receiver, s.logPath, 3);
+  });
+});
+
+describe('configuration warnings: one per bad value, not one per process or thread', () => {
+  const BAD = { MISTRAL_USAGE_OTLP: '1', OTEL_METRIC_EXPORT_INTERVAL: 'soon', MISTRAL_USAGE_VERBOSE: 'x', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' };
+  const SAID = [
+    'mistral-usage-log: MISTRAL_USAGE_VERBOSE="x" is not 1 or 0; using 0',
+    'mistral-usage-log: OTEL_METRIC_EXPORT_INTERVAL="soon" is not a whole number of milliseconds >= 1; using 60000',
+  ];
+  /** A Node app with two worker threads that starts a Node child process: four preloads. */
+  const TREE = `
+    import { Worker } from 'node:worker_threads';
+    import { execFileSync } from 'node:child_process';
+    import { writeFileSync } from 'node:fs';
+    writeFileSync('task.mjs', 'setTimeout(() => {}, 20);');
+    const pool = Array.from({ length: 2 }, () => new Worker(new URL('./task.mjs', import.meta.url)));
+    await Promise.all(pool.map((worker) => new Promise((resolve) => worker.once('exit', resolve))));
+    execFileSync(process.execPath, ['-e', '1'], { stdio: 'inherit' });
+  `;
+
+  it('the preload in a process tree: said by the main thread of the first process only', async (t) => {
+    const dir = await tempDirFor(t);
+    // Through NODE_OPTIONS, as `run` does: the child process and the workers load the preload too.
+    const NODE_OPTIONS = `--import=${pathToFileURL(registerPath).href}`;
+    const result = await runApp({ cwd: dir, preload: false, env: { ...BAD, NODE_OPTIONS, MISTRAL_USAGE_LOG: join(dir, 'usage.csv') }, source: TREE });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(ourLines(result.stderr).sort(), SAID);
+  });
+
+  it('under `mistral-usage run`: said once by `run`, whatever the command (a Node tree, or curl)', async (t) => {
+    const dir = await tempDirFor(t);
+    await writeFile(join(dir, 'tree.mjs'), TREE);
+    for (const command of [[process.execPath, 'tree.mjs'], ['sh', '-c', 'true']]) {
+      const result = await cli(['run', '--quiet', '--', ...command], { cwd: dir, env: BAD });
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(ourLines(result.stderr).sort(), SAID, command.join(' '));
+    }
   });
 });
 

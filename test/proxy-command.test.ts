@@ -4,54 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import type { TestContext } from 'node:test';
-import { cli, cliPath } from './cli/cli-helpers.js';
-import { childEnv, readLogRows, rowTail, tempDirFor } from './support/run-app.js';
+import { cli } from './cli/cli-helpers.js';
+import { startProxy } from './support/proxy-command.js';
+import { readLogRows, rowTail, tempDirFor } from './support/run-app.js';
 import { PYTHON, tlsMockFor } from './support/tls-mock.js';
-
-interface Running {
-  url: string;
-  child: ChildProcessWithoutNullStreams;
-  firstLine: string;
-  /** Sends `signal` and resolves with the exit code and everything printed. */
-  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; stdout: string; stderr: string }>;
-}
-
-async function startProxy(t: TestContext, cwd: string, args: string[], env: Record<string, string>): Promise<Running> {
-  const child = spawn(process.execPath, [cliPath, 'proxy', '--listen', '127.0.0.1:0', ...args], { cwd, env: childEnv(env) });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  const firstLine = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-      if (stdout.includes('\n')) resolve(stdout.slice(0, stdout.indexOf('\n')));
-    });
-    void exited.then(() => reject(new Error(`proxy exited early: ${stderr}`)));
-  });
-  const url = /^listening on (http:\/\/\S+) /.exec(firstLine)?.[1];
-  assert.ok(url !== undefined, firstLine);
-  return {
-    url,
-    child,
-    firstLine,
-    stop: async (signal = 'SIGTERM') => {
-      child.kill(signal);
-      const code = await exited;
-      return { code, stdout, stderr };
-    },
-  };
-}
 
 const CHAT = { model: 'mistral-small-latest', messages: [{ role: 'user', content: 'hi' }] };
 

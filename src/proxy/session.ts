@@ -5,10 +5,10 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isIP, isIPv6 } from "node:net";
-import type { Config } from "../config.js";
+import type { Config, EnvConfig } from "../config.js";
 import { HostMatcher } from "../endpoints.js";
 import { createPipeline } from "../pipeline.js";
-import type { Reporter } from "../report.js";
+import { sayConfigWarnings, type Reporter } from "../report.js";
 import { sinksFromConfig } from "../sink/from-config.js";
 import { CertificateAuthority } from "./ca.js";
 import { childProxyEnv, writeCaFiles } from "./child-env.js";
@@ -33,13 +33,17 @@ export interface RunSession extends ProxySession {
 }
 
 /** `run`'s forward proxy: intercepts Mistral hosts with a fresh in-memory CA, tunnels the rest. */
-export async function startRunProxy(options: { config: Config; env: Env; reporter: Reporter; redirect?: URL }): Promise<RunSession> {
-  const { config, env, reporter } = options;
+export async function startRunProxy(options: { config: EnvConfig; env: Env; reporter: Reporter; redirect?: URL }): Promise<RunSession> {
+  const { config, reporter } = options;
   const warn = (message: string): void => reporter.warn(message);
+  // What is wrong with the configuration is said here, once, whatever the command's language; its
+  // processes inherit the list of what was said (SAID_ENV) and do not repeat it.
+  const env = { ...options.env };
+  sayConfigWarnings(config.warnings, warn, env);
   const hosts = new HostMatcher(config.extraHosts);
   const extraHostNames = [...new Set(config.extraHosts.map(hostName))];
   const ca = new CertificateAuthority({ permitted: ["mistral.ai", ...extraHostNames] });
-  const pipeline = createPipeline({ sinks: sinksFromConfig(config, reporter), extraHosts: config.extraHosts, warn });
+  const pipeline = createPipeline({ sinks: sinksFromConfig(config, reporter, env), extraHosts: config.extraHosts, warn });
   const upstream = createUpstream(userUpstreamOptions(env, warn));
   const credential = `mu:${randomBytes(18).toString("base64url")}`;
   const proxy = createInterceptingProxy({
@@ -82,7 +86,7 @@ export async function startBaseUrlProxy(options: { config: Config; env: Env; rep
   const warn = (message: string): void => reporter.warn(message);
   // Whatever the upstream is (a company gateway too), what goes through this proxy is Mistral traffic.
   const upstreamHost = base.port === "" ? base.hostname : `${base.hostname}:${base.port}`;
-  const pipeline = createPipeline({ sinks: sinksFromConfig(config, reporter), extraHosts: [...config.extraHosts, upstreamHost], warn });
+  const pipeline = createPipeline({ sinks: sinksFromConfig(config, reporter, { ...env }), extraHosts: [...config.extraHosts, upstreamHost], warn });
   const proxy = createInterceptingProxy({ observe: pipeline.observe, upstream: createUpstream(userUpstreamOptions(env, warn)), warn, base });
   const address = await proxy.listen(options.host, options.port);
   const shown = isIP(address.address) === 6 ? `[${address.address}]` : address.address;

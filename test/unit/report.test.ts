@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { stderrReporter } from "../../src/report.js";
+import { SAID_ENV, sayConfigWarnings, stderrReporter } from "../../src/report.js";
 
 function capture() {
   const lines: string[] = [];
@@ -64,5 +64,27 @@ describe("stderrReporter", () => {
     // info still goes through.
     reporter.info("still here");
     assert.equal(lines.at(-1), "mistral-usage-log: still here\n");
+  });
+});
+
+describe("sayConfigWarnings", () => {
+  test("says what was not said higher up, and records it for the threads and processes started later", () => {
+    const said: string[] = [];
+    const parent: Record<string, string | undefined> = {};
+    sayConfigWarnings(["A is bad", "B is bad"], (m) => said.push(m), parent);
+    assert.deepEqual(said, ["A is bad", "B is bad"]);
+    assert.equal(parent[SAID_ENV], "A is bad\nB is bad");
+    // A child with the same environment says nothing; one with another bad value says that one.
+    const child = { ...parent };
+    sayConfigWarnings(["A is bad", "B is bad"], (m) => said.push(m), child);
+    sayConfigWarnings(["A is bad", "C is bad"], (m) => said.push(m), child);
+    assert.deepEqual(said, ["A is bad", "B is bad", "C is bad"]);
+    assert.equal(child[SAID_ENV], "A is bad\nB is bad\nC is bad");
+  });
+
+  test("no warnings: the environment is not touched", () => {
+    const env: Record<string, string | undefined> = {};
+    sayConfigWarnings([], () => assert.fail("nothing to say"), env);
+    assert.deepEqual(env, {});
   });
 });
