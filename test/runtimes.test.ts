@@ -89,6 +89,26 @@ for (const c of CASES) {
       assert.equal(existsSync(join(dir, 'mistral_usage_log.csv')), false);
     });
 
+    test(`${c.runtime} --preload with every permission: the line once; MISTRAL_USAGE_DISABLE=1 or under run, no line (run logs the calls)`, async (t) => {
+      const dir = await appDir(t);
+      const mock = await mockFor(t);
+      const all = c.runtime === 'deno' ? ['run', '-A', '--preload', registerPath, 'app.ts', mock.url] : c.argv(registerPath, [mock.url]);
+      const plain = await run(binary, all, dir);
+      assert.equal(plain.code, 0, plain.stderr);
+      assert.equal(ourLines(plain.stderr).length, 1, plain.stderr);
+      const disabled = await run(binary, all, dir, { MISTRAL_USAGE_DISABLE: '1' });
+      assert.equal(disabled.code, 0, disabled.stderr);
+      assert.equal(disabled.stdout, plain.stdout);
+      assert.deepEqual(ourLines(disabled.stderr), []);
+
+      const tls = await tlsMockFor(t, dir);
+      const under = await cli(['run', '--upstream', tls.mock.url, '--', binary, ...all.slice(0, -1), 'https://api.mistral.ai'], { cwd: dir, env: { NODE_EXTRA_CA_CERTS: tls.caFile, NO_COLOR: '1' } });
+      assert.equal(under.code, 0, under.stderr);
+      assert.deepEqual(ourLines(under.stderr), [], 'no line from the preload under run');
+      assert.deepEqual(tails(await readLogRows(join(dir, 'mistral_usage_log.csv'))), tls.mock.served.map(rowTail));
+      assert.equal(tls.mock.served.length, 3);
+    });
+
     test(`mistral-usage run -- ${c.runtime} app.ts: fetch over HTTPS through the proxy, the run's CA trusted, one row per call`, async (t) => {
       const dir = await appDir(t);
       const { mock, caFile } = await tlsMockFor(t, dir);
