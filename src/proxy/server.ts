@@ -311,7 +311,7 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
     };
     // The handshake failed: the client refused our certificate, with an alert or a reset...
     secure.on("error", (error: NodeJS.ErrnoException) => refused(tlsReason(error)));
-    // ...or by closing the connection (Deno behind a proxy sends no alert).
+    // ...or by just closing the connection: Deno refusing it through a proxy shows here as a close, no error.
     secure.once("close", () => refused("it closed the connection during the TLS handshake"));
     inner.emit("connection", secure);
   };
