@@ -29,27 +29,6 @@ export const ENV = {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/**
- * The configuration warnings already printed for this environment, as a JSON array: `mistral-usage run`
- * prints them itself (its command may be no Node process, with no preload to say them) and tells
- * the preloads of its command, so that each warning is said once, not once per Node process.
- */
-export const SAID_WARNINGS_ENV = "MISTRAL_USAGE_WARNINGS_SAID";
-
-/** The warnings not printed yet, and the value of SAID_WARNINGS_ENV once they are. Pure. */
-export function unsaidWarnings(warnings: readonly string[], env: Env): { unsaid: string[]; said: string } {
-  let before: string[] = [];
-  try {
-    const parsed: unknown = JSON.parse(env[SAID_WARNINGS_ENV] ?? "[]");
-    if (Array.isArray(parsed)) before = parsed.filter((item): item is string => typeof item === "string");
-  } catch {
-    // Not ours (or mangled): nothing was said.
-  }
-  const unsaid = warnings.filter((warning) => !before.includes(warning));
-  const all = [...before, ...unsaid];
-  return { unsaid, said: all.length === 0 ? "" : JSON.stringify(all) };
-}
-
 /** Reads the configuration from environment variables. Pure: no I/O, never throws. */
 export function configFromEnv(env: Env = process.env, cwd: string = process.cwd()): EnvConfig {
   const warnings: string[] = [];

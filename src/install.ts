@@ -1,5 +1,5 @@
 import path from "node:path";
-import { configFromEnv, ENV, unsaidWarnings, type Config } from "./config.js";
+import { configFromEnv, ENV, type Config } from "./config.js";
 import { createPipeline } from "./pipeline.js";
 import { internalErrorReporter, stderrReporter } from "./report.js";
 import { sinksFromConfig } from "./sink/from-config.js";
@@ -57,8 +57,7 @@ export function install(options: InstallOptions = {}): Uninstall {
   const config: Config = isWholeConfig(given) ? given : { ...configFromEnv(), ...given };
   const reporter = stderrReporter();
   const warn = (message: string): void => reporter.warn(message);
-  // Under `mistral-usage run`, the warnings of the environment it was started in were printed by run.
-  for (const warning of unsaidWarnings(options.warnings ?? [], process.env).unsaid) warn(warning);
+  for (const warning of options.warnings ?? []) warn(warning);
   if (config.disabled) return () => {};
   const active = global[INSTALLED];
   if (active !== undefined) {

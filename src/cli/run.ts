@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { configFromEnv, ENV, SAID_WARNINGS_ENV, unsaidWarnings } from "../config.js";
+import { configFromEnv, ENV } from "../config.js";
 import { stderrReporter } from "../report.js";
 import { EXIT, PROGRAM, UsageError, loadPrices, parseOptions, warn } from "./common.js";
 import type { Command } from "./common.js";
@@ -87,17 +87,12 @@ export const runCommand: Command = {
     }
     const redirect = upstreamUrl(values.upstream as string | undefined, ctx.env);
     const config = configFromEnv(ctx.env, ctx.cwd);
-    const reporter = stderrReporter();
-    // Said here, once, whatever COMMAND is (no preload runs in Python or Bun); its preloads skip them.
-    const warnings = unsaidWarnings(config.warnings, ctx.env);
-    for (const warning of warnings.unsaid) reporter.warn(warning);
     // Loaded only here: report and validate never pay for the proxy's code.
-    const session = config.disabled ? undefined : await (await import("../proxy/session.js")).startRunProxy({ config, env: ctx.env, reporter, ...(redirect === undefined ? {} : { redirect }) });
+    const session = config.disabled ? undefined : await (await import("../proxy/session.js")).startRunProxy({ config, env: ctx.env, reporter: stderrReporter(), ...(redirect === undefined ? {} : { redirect }) });
     const env: Record<string, string | undefined> = {
       ...(session?.env ?? ctx.env),
       NODE_OPTIONS: withPreload(ctx.env["NODE_OPTIONS"], pathToFileURL(preload).href),
       [ENV.log]: config.logPath,
-      ...(warnings.said === "" ? {} : { [SAID_WARNINGS_ENV]: warnings.said }),
     };
     const before = await logPosition(config.logPath);
     const outcome = await spawnForwarding(file, rest, { cwd: ctx.cwd, env });

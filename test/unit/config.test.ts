@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { configFromEnv, DEFAULT_LOG_FILE, ENV, parseHosts, SAID_WARNINGS_ENV, unsaidWarnings } from "../../src/config.js";
+import { configFromEnv, DEFAULT_LOG_FILE, ENV, parseHosts } from "../../src/config.js";
 
 const CWD = "/srv/app";
 
@@ -261,12 +261,4 @@ describe("parseHosts", () => {
   test("empty input", () => {
     assert.deepEqual(parseHosts(""), { hosts: [], invalid: [] });
   });
-});
-
-test("unsaidWarnings: what run printed already is not said again; anything else is, and joins the list", () => {
-  const first = unsaidWarnings(["a", "b"], {});
-  assert.deepEqual(first, { unsaid: ["a", "b"], said: '["a","b"]' });
-  assert.deepEqual(unsaidWarnings(["b", "c\nd"], { [SAID_WARNINGS_ENV]: first.said }), { unsaid: ["c\nd"], said: '["a","b","c\\nd"]' });
-  assert.deepEqual(unsaidWarnings([], {}), { unsaid: [], said: "" });
-  for (const mangled of ["not json", "{}", "[1,null]"]) assert.deepEqual(unsaidWarnings(["a"], { [SAID_WARNINGS_ENV]: mangled }).unsaid, ["a"], mangled);
 });
