@@ -5,7 +5,7 @@ import { internalErrorReporter, sayConfigWarnings, stderrReporter } from "./repo
 import { sinksFromConfig } from "./sink/from-config.js";
 import { TAPS } from "./taps/index.js";
 import { leaveToRunProxy, parseProxyAddress, RUN_PROXY_ENV } from "./taps/via-run-proxy.js";
-import { untappableRuntime, untappableRuntimeMessage } from "./runtime.js";
+import { envWithoutPrompt, untappableRuntime, untappableRuntimeMessage } from "./runtime.js";
 
 export { DEFAULT_LIMITS } from "./pipeline.js";
 
@@ -27,7 +27,9 @@ interface Active {
   /** The "ignored" warnings already printed: the same call repeated says it once. */
   readonly warned: Set<string>;
 }
-type Marked = typeof globalThis & { [INSTALLED]?: Active | true };
+// Set once the untappable-runtime line was printed in this thread: it is said once.
+const UNTAPPABLE_SAID = Symbol.for("mistral-usage-log.untappable-said");
+type Marked = typeof globalThis & { [INSTALLED]?: Active | true; [UNTAPPABLE_SAID]?: true };
 
 /**
  * Starts logging every usage-bearing Mistral call made through undici (built-in fetch included)
@@ -36,6 +38,17 @@ type Marked = typeof globalThis & { [INSTALLED]?: Active | true };
  */
 export function install(options: InstallOptions = {}): Uninstall {
   const global = globalThis as Marked;
+  const runtime = untappableRuntime();
+  if (runtime !== undefined) {
+    // Nothing here could be used, so nothing else is read (Deno asks permission for each variable).
+    // Under `mistral-usage run` the proxy logs these calls, and a disabled preload has nothing to say.
+    const disabled = options.disabled ?? configFromEnv({ [ENV.disable]: envWithoutPrompt(ENV.disable) }, "/").disabled;
+    if (!disabled && envWithoutPrompt(RUN_PROXY_ENV) === undefined && global[UNTAPPABLE_SAID] !== true) {
+      global[UNTAPPABLE_SAID] = true;
+      stderrReporter().warn(untappableRuntimeMessage(runtime));
+    }
+    return () => {};
+  }
   const given: Partial<Config> = withoutUndefined(options);
   // A relative logPath given in code is resolved here, once, as MISTRAL_USAGE_LOG is: children and
   // workers must get the same absolute file.
@@ -54,12 +67,6 @@ export function install(options: InstallOptions = {}): Uninstall {
       if (active !== true) active.warned.add(ignored);
       warn(ignored);
     }
-    return () => {};
-  }
-  const runtime = untappableRuntime();
-  if (runtime !== undefined) {
-    // Under `mistral-usage run` the proxy logs these calls: nothing to say.
-    if (process.env[RUN_PROXY_ENV] === undefined) warn(untappableRuntimeMessage(runtime));
     return () => {};
   }
   global[INSTALLED] = { config, warned: new Set() };

@@ -102,6 +102,8 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
   const tunnelTargets = new WeakMap<object, { host: string; port: number; secure: boolean }>();
   const contexts = new Map<string, tls.SecureContext>();
   const rejectedHosts = new Set<string>();
+  /** Set by close(): connections it ends in their handshake were not refused by a client. */
+  let closing = false;
   let inFlight = 0;
   let idle: (() => void)[] = [];
 
@@ -302,14 +304,15 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
     secure.once("secure", () => {
       handshaken = true;
     });
-    secure.on("error", (error: NodeJS.ErrnoException) => {
-      if (handshaken) return;
-      // The handshake failed: the client refused our certificate.
-      if (!rejectedHosts.has(to.host)) {
-        rejectedHosts.add(to.host);
-        warn(`a client refused the run's certificate for ${to.host} (${tlsReason(error)}): its calls to ${to.host} are not logged; it may ignore SSL_CERT_FILE/REQUESTS_CA_BUNDLE or pin certificates (see mistral-usage proxy for a base-URL setup)`);
-      }
-    });
+    const refused = (reason: string): void => {
+      if (handshaken || closing || rejectedHosts.has(to.host)) return;
+      rejectedHosts.add(to.host);
+      warn(`a client refused the run's certificate for ${to.host} (${reason}): its calls to ${to.host} are not logged; it may ignore SSL_CERT_FILE/REQUESTS_CA_BUNDLE or pin certificates (see mistral-usage proxy for a base-URL setup)`);
+    };
+    // The handshake failed: the client refused our certificate, with an alert or a reset...
+    secure.on("error", (error: NodeJS.ErrnoException) => refused(tlsReason(error)));
+    // ...or by just closing the connection: Deno refusing it through a proxy shows here as a close, no error.
+    secure.once("close", () => refused("it closed the connection during the TLS handshake"));
     inner.emit("connection", secure);
   };
 
@@ -384,6 +387,7 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
     },
     drain,
     close: async (graceMs = 0) => {
+      closing = true;
       const closed = new Promise<void>((resolve) => outer.close(() => resolve()));
       outer.closeIdleConnections();
       inner.closeIdleConnections();
