@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import { cli } from './cli/cli-helpers.js';
+import { cli, cliPath } from './cli/cli-helpers.js';
 import { mockFor, ourLines, readLogRows, registerPath, rowTail, runNode, tempDirFor } from './support/run-app.js';
 import type { RunResult } from './support/run-app.js';
 import { runtimeBinary, runtimeMissing, type Runtime } from './support/runtimes.js';
@@ -147,3 +147,42 @@ for (const c of CASES) {
     });
   });
 }
+
+describe('run prints configuration warnings once, whatever the command', () => {
+  const BAD_HOSTS = { MISTRAL_USAGE_HOSTS: 'gw;evil,api.example.com' };
+  const warned = (stderr: string, entry: string): string[] => ourLines(stderr).filter((l) => l.startsWith(`mistral-usage-log: MISTRAL_USAGE_HOSTS: ignoring "${entry}"`));
+
+  test('no Node process (a shell): run says it; two Node processes with the preload: still once', async (t) => {
+    const dir = await tempDirFor(t, 'mul-runtimes-');
+    const shell = await cli(['run', '-q', '--', 'sh', '-c', 'echo ok'], { cwd: dir, env: BAD_HOSTS });
+    assert.equal(shell.code, 0, shell.stderr);
+    assert.equal(shell.stdout, 'ok\n');
+    assert.deepEqual(ourLines(shell.stderr), [
+      'mistral-usage-log: MISTRAL_USAGE_HOSTS: ignoring "gw;evil" (expected host or host:port, e.g. gateway.example.com or 127.0.0.1:8080)',
+    ]);
+    const node = await cli(['run', '-q', '--', 'sh', '-c', '"$0" -e "console.log(1)" && "$0" -e "console.log(2)"', process.execPath], { cwd: dir, env: BAD_HOSTS });
+    assert.equal(node.code, 0, node.stderr);
+    assert.equal(node.stdout, '1\n2\n');
+    assert.deepEqual(ourLines(node.stderr), ourLines(shell.stderr));
+  });
+
+  test("a Node process whose own configuration differs still gets its own warning; a nested run repeats nothing", async (t) => {
+    const dir = await tempDirFor(t, 'mul-runtimes-');
+    const changed = await cli(['run', '-q', '--', 'sh', '-c', 'MISTRAL_USAGE_HOSTS="a b" exec "$0" -e ""', process.execPath], { cwd: dir, env: BAD_HOSTS });
+    assert.equal(changed.code, 0, changed.stderr);
+    assert.equal(warned(changed.stderr, 'gw;evil').length, 1, changed.stderr);
+    assert.equal(warned(changed.stderr, 'a b').length, 1, changed.stderr);
+    const nested = await cli(['run', '-q', '--', process.execPath, cliPath, 'run', '-q', '--', process.execPath, '-e', ''], { cwd: dir, env: BAD_HOSTS });
+    assert.equal(nested.code, 0, nested.stderr);
+    assert.equal(warned(nested.stderr, 'gw;evil').length, 1, nested.stderr);
+  });
+
+  test('a Bun app under run: the warning once', { skip: runtimeMissing('bun') }, async (t) => {
+    const dir = await appDir(t);
+    await writeFile(join(dir, 'app.ts'), 'console.log("bun ok");\n');
+    const r = await cli(['run', '-q', '--', runtimeBinary('bun')!, 'app.ts'], { cwd: dir, env: BAD_HOSTS });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'bun ok\n');
+    assert.equal(warned(r.stderr, 'gw;evil').length, 1, r.stderr);
+  });
+});
