@@ -1,4 +1,4 @@
-import type { Endpoint, MatchedCall } from "../endpoints.js";
+import type { MatchedCall } from "../endpoints.js";
 import type { ExchangeObserver, ResponseHead } from "../taps/exchange.js";
 import { BodyTooLargeError, parseContentEncoding, type Coding } from "../decode/content-encoding.js";
 import { createStreamDecoder, type StreamDecoder } from "../decode/stream-decoder.js";
@@ -39,8 +39,8 @@ type BodyKind = "json" | "sse" | "sniff";
  * (decode/stream-decoder.ts). JSON bodies are collected, bounded, and parsed when they end.
  */
 export class ObservedCall implements ExchangeObserver {
+  /** Which endpoint, on which server. */
   readonly #call: MatchedCall;
-  readonly #endpoint: Endpoint;
   /** Names the call in warnings; built only when there is one to give. */
   readonly #describe: () => string;
   readonly #deps: CallDeps;
@@ -61,11 +61,9 @@ export class ObservedCall implements ExchangeObserver {
 
   constructor(call: MatchedCall, describe: () => string, deps: CallDeps) {
     this.#call = call;
-    const endpoint = call.endpoint;
-    this.#endpoint = endpoint;
     this.#describe = describe;
     this.#deps = deps;
-    if (endpoint.needsRequestModel) this.#requestChunks = [];
+    if (call.endpoint.needsRequestModel) this.#requestChunks = [];
   }
 
   get wantsRequestBody(): boolean {
@@ -211,7 +209,7 @@ export class ObservedCall implements ExchangeObserver {
     this.#size += chunk.byteLength;
     if (this.#size > this.#deps.limits.maxBodyBytes) {
       // Non-streamed speech is large audio and never carries usage: nothing worth a warning.
-      if (this.#endpoint.usageExpected) this.#deps.warn(`${this.#describe()}: response body larger than ${this.#deps.limits.maxBodyBytes} bytes; not parsed, no row written`);
+      if (this.#call.endpoint.usageExpected) this.#deps.warn(`${this.#describe()}: response body larger than ${this.#deps.limits.maxBodyBytes} bytes; not parsed, no row written`);
       return this.#end();
     }
     this.#chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
@@ -233,7 +231,7 @@ export class ObservedCall implements ExchangeObserver {
       case "usage":
         this.#recorded = true;
         this.#deps.record({
-          endpoint: this.#endpoint.kind,
+          endpoint: this.#call.endpoint.kind,
           server: this.#call.server,
           requestModel: this.#requestModel(),
           responseModel: extraction.model,
@@ -248,7 +246,7 @@ export class ObservedCall implements ExchangeObserver {
         );
         return;
       case "none":
-        if (warnIfMissing && this.#endpoint.usageExpected) {
+        if (warnIfMissing && this.#call.endpoint.usageExpected) {
           this.#deps.warn(
             this.#unknownEncoding !== undefined
               ? this.#unknownEncodingWarning()
