@@ -1,9 +1,10 @@
 /**
- * `npm run demo`: runs examples/app.mjs (an ordinary app) under the preload and prints what the
- * app printed, then the CSV it produced. Without MISTRAL_API_KEY the app talks to a local mock
+ * `npm run demo`: runs examples/app.mjs (an ordinary Node app) under the preload, then
+ * examples/app.py (an ordinary Python app) under `mistral-usage run`, and prints what they printed,
+ * then the CSV they produced. Without MISTRAL_API_KEY the app talks to a local mock
  * Mistral server; with it, to the real API.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -33,6 +34,22 @@ const code = await new Promise<number | null>((resolve) => {
   const child = spawn(process.execPath, ["--import", register, app], { env, stdio: "inherit" });
   child.on("exit", (exitCode) => resolve(exitCode));
 });
+
+// The same for a Python app, under `mistral-usage run` (a local proxy), when a python3 with
+// requests is at hand.
+const python = ["/usr/bin/python3", "python3"].find((candidate) => spawnSync(candidate, ["-c", "import requests"], { stdio: "ignore" }).status === 0);
+let pythonCode: number | null = 0;
+if (python === undefined) {
+  console.log("\n(no python3 with the requests module here: skipping the Python app under `mistral-usage run`)");
+} else {
+  const cli = path.join(repoRoot, "dist", "src", "cli", "main.js");
+  const pyApp = path.join(repoRoot, "examples", "app.py");
+  console.log(`\n$ mistral-usage run -- ${python} ${path.relative(process.cwd(), pyApp)}`);
+  pythonCode = await new Promise<number | null>((resolve) => {
+    const child = spawn(process.execPath, [cli, "run", "--", python, pyApp], { env, stdio: "inherit" });
+    child.on("exit", (exitCode) => resolve(exitCode));
+  });
+}
 await mock?.close();
 
 console.log(`\n$ cat ${logPath}`);
@@ -41,4 +58,4 @@ try {
 } catch {
   console.log("(no log file was written)");
 }
-process.exitCode = code ?? 1;
+process.exitCode = code === 0 ? (pythonCode ?? 1) : (code ?? 1);
