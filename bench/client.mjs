@@ -5,7 +5,7 @@
 //   node [--import X] bench/client.mjs --url URL --api fetch|undici --mode json|sse|mixed
 //        --concurrency N (--calls N | --duration SECONDS) --warmup N [--memory]
 //
-// After WARMUP calls (not measured), it makes CALLS calls, or as many as it can start in SECONDS.
+// After WARMUP calls (measured apart: their CPU time, JIT compilation included), it makes CALLS calls, or as many as it can start in SECONDS.
 // A call is complete when the app has read the whole body (json: parsed; sse: every chunk read).
 // Latency is per call, from just before fetch()/request() to the last byte; for streams, also the
 // time to the first body chunk. `--memory` takes RSS and heap after a forced GC (needs --expose-gc)
@@ -110,7 +110,9 @@ function quantile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
 }
 
+const warmupCpu0 = process.cpuUsage();
 await run(warmup);
+const warmupCpu = process.cpuUsage(warmupCpu0);
 const before = values.memory ? memory() : undefined;
 const latencies = [];
 const firsts = [];
@@ -135,6 +137,8 @@ const result = {
   firstChunkP99Ms: quantile(sortedFirst, 0.99),
   chunksPerStream: mode === "json" ? 0 : chunksSeen / (mode === "mixed" ? calls / 2 : calls),
   cpuMicrosPerCall: (cpu.user + cpu.system) / calls,
+  // The warm-up calls are when V8 compiles the hot code (on its own threads, counted here).
+  warmupCpuMicrosPerCall: warmup > 0 ? (warmupCpu.user + warmupCpu.system) / warmup : null,
   peakRssMB: process.resourceUsage().maxRSS / 1024,
   ...(before !== undefined && after !== undefined
     ? { rssAfterWarmupMB: before.rssMB, rssAfterCallsMB: after.rssMB, heapAfterWarmupMB: before.heapUsedMB, heapAfterCallsMB: after.heapUsedMB }

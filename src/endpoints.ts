@@ -146,7 +146,7 @@ export interface MatchedCall {
  * (`http://host/v1/...`) when the request goes to a forward proxy.
  */
 export function matchCall(hosts: HostMatcher, origin: string, path: string, method: string): MatchedCall | undefined {
-  if (method.toUpperCase() !== "POST") return undefined;
+  if (method !== "POST" && method.toUpperCase() !== "POST") return undefined;
   let serverOrigin = origin;
   let pathname = path;
   if (path.startsWith("http://") || path.startsWith("https://")) {
@@ -159,13 +159,26 @@ export function matchCall(hosts: HostMatcher, origin: string, path: string, meth
     serverOrigin = url.origin;
     pathname = url.pathname;
   }
-  // The gateway shape is the wider one: a path that fails it is no call, whatever its host.
-  const anyPrefix = endpointForPath(pathname, true);
-  if (anyPrefix === undefined) return undefined;
+  // The host first: its answer is cached per origin, so another host's request costs one Map lookup.
   const server = hosts.serverOf(serverOrigin);
   if (server === undefined) return undefined;
-  const endpoint = isMistralDomain(server.address) ? endpointForPath(pathname) : anyPrefix;
+  const endpoint = endpointOfRepeatedPath(pathname, !isMistralDomain(server.address));
   return endpoint === undefined ? undefined : { endpoint, server };
+}
+
+// Clients call the same few paths again and again: a Map lookup instead of two regular expressions
+// with nine capture groups per call. null: not an endpoint. Bounded: conversation paths carry ids.
+const VERSIONED_PATHS = new Map<string, Endpoint | null>();
+const GATEWAY_PATHS = new Map<string, Endpoint | null>();
+
+function endpointOfRepeatedPath(path: string, anyPrefix: boolean): Endpoint | undefined {
+  const cache = anyPrefix ? GATEWAY_PATHS : VERSIONED_PATHS;
+  const cached = cache.get(path);
+  if (cached !== undefined) return cached ?? undefined;
+  const endpoint = endpointForPath(path, anyPrefix);
+  if (cache.size >= 256) cache.clear();
+  cache.set(path, endpoint ?? null);
+  return endpoint;
 }
 
 function isMistralDomain(host: string): boolean {

@@ -7,10 +7,15 @@
 //   forward    the real taps, with a no-op observer for matched calls: per-request wrapping and
 //              every body chunk handed over, nothing decoded or parsed
 //   extract    the real pipeline (decode, extract, one event per call) into a sink that drops it
+//   format     the same into a sink that formats each batch of rows as the CSV log does, on the
+//              same next-tick batching, and drops the text
+//   write      ...and writes it with one synchronous write to a file opened once (O_APPEND): the
+//              CSV sink without the stat of the path that follows a rotated or deleted log
 //
-// The full preload (register.js) adds the CSV sink on top. Each variant is the previous one plus
+// The full preload (register.js) adds the CSV sink on top: the write plus that stat. Each variant is the previous one plus
 // one stage, so differences of instruction counts attribute the cost to the stages.
 import diagnostics from "node:diagnostics_channel";
+import fs from "node:fs";
 
 const dist = process.env.ATTRIBUTION_DIST ?? new URL("../../dist/", import.meta.url).href;
 const load = (file) => import(new URL(file, dist.endsWith("/") ? dist : `${dist}/`).href);
@@ -55,11 +60,37 @@ if (variant === "channels") {
         }
       : (origin, path, method) => (matchCall(hosts, origin, path, method) === undefined ? undefined : NOOP_OBSERVER);
   for (const tap of TAPS) tap(observe, onInternalError);
-} else if (variant === "extract") {
+} else if (variant === "extract" || variant === "format" || variant === "write") {
   const { TAPS } = await load("src/taps/index.js");
   const { createPipeline } = await load("src/pipeline.js");
-  const pipeline = createPipeline({ sinks: [NOOP_SINK], extraHosts, warn: (message) => process.stderr.write(`${message}\n`) });
+  const sink = variant === "extract" ? NOOP_SINK : await batchingSink(variant === "write");
+  const pipeline = createPipeline({ sinks: [sink], extraHosts, warn: (message) => process.stderr.write(`${message}\n`) });
   for (const tap of TAPS) tap(pipeline.observe, onInternalError);
 } else {
-  throw new Error(`ATTRIBUTION_VARIANT must be channels, match, forward or extract, not ${variant}`);
+  throw new Error(`ATTRIBUTION_VARIANT must be channels, match, forward, extract, format or write, not ${variant}`);
+}
+
+/** CsvLog's batching (rows of one tick, written on the next) and formatting, with or without the write. */
+async function batchingSink(write) {
+  const { formatRows } = await load("src/log/format.js");
+  const fd = write ? fs.openSync(process.env.MISTRAL_USAGE_LOG, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT) : -1;
+  let pending = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    const text = formatRows(pending);
+    pending = [];
+    if (write) fs.writeSync(fd, text);
+  };
+  return {
+    append(event) {
+      pending.push(event);
+      if (!scheduled) {
+        scheduled = true;
+        process.nextTick(flush);
+      }
+    },
+    flush,
+    close: flush,
+  };
 }
