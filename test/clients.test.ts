@@ -411,6 +411,13 @@ show('streamText', { text, finishReason: await streamed.finishReason });`;
         source: `await call('embeddings', '/v1/embeddings', { model: 'mistral-embed', input: ['a', 'b', 'c'] });`,
       },
       {
+        name: 'embeddings of 2,000 inputs: a body over 64 KiB, its usage read from its end (identity and gzip)',
+        calls: 2,
+        source: `const input = Array.from({ length: 2000 }, (_, i) => 'text ' + i);
+await call('embeddings', '/v1/embeddings', { model: 'mistral-embed', input });
+await call('embeddings gzip', '/mock/gzip/v1/embeddings', { model: 'mistral-embed', input });`,
+      },
+      {
         name: 'moderations, chat/moderations, classifications, chat/classifications (total logged as reported)',
         calls: 4,
         source: `await call('moderations', '/v1/moderations', { model: 'mistral-moderation-latest', input: ['a', 'b'] });

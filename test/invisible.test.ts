@@ -332,6 +332,7 @@ describe('1. successful calls: the app sees exactly the same responses', () => {
       calls.push(['chunk=1 sse (multi-byte characters split)', '/mock/chunk=1/v1/chat/completions', chat({ stream: true })]);
       calls.push(['crlf sse', '/mock/crlf/v1/chat/completions', chat({ stream: true })]);
       calls.push(['embeddings', '/v1/embeddings', { model: 'mistral-embed', input: ['a', 'b'] }]);
+      calls.push(['embeddings, 3,000 inputs (a body read from its end)', '/v1/embeddings', { model: 'mistral-embed', input: Array.from({ length: 3000 }, (_, i) => 'text ' + i) }]);
       for (const [label, path, body] of calls) await show(label, await post(path, body));
       await show('GET /v1/models (not usage-bearing)', await fetch(MOCK + '/v1/models'));
       process.exitCode = 7;
@@ -341,7 +342,7 @@ describe('1. successful calls: the app sees exactly the same responses', () => {
     assertAppUnaffected(plain, inst);
     assertSilent(inst);
     assert.equal(plain.rows, undefined, 'no log without the preload');
-    assert.equal(inst.mock.served.length, 6 + 2 * encodings.length, 'every usage-bearing call was served with usage');
+    assert.equal(inst.mock.served.length, 7 + 2 * encodings.length, 'every usage-bearing call was served with usage');
     assertRowsMatchServed(inst);
   });
 });

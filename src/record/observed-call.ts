@@ -3,7 +3,7 @@ import type { ExchangeObserver, ResponseHead } from "../taps/exchange.js";
 import { BodyTooLargeError, parseContentEncoding, type Coding } from "../decode/content-encoding.js";
 import { createStreamDecoder, type StreamDecoder } from "../decode/stream-decoder.js";
 import type { Extraction } from "../extract/counts.js";
-import { extractFromJson, modelFromRequestBody } from "../extract/json.js";
+import { extractFromJsonChunks, firstNonSpaceByte, modelFromRequestBody } from "../extract/json.js";
 import { SseUsageExtractor, extractFromSse } from "../extract/sse.js";
 import type { CallUsage } from "./usage-event.js";
 
@@ -217,11 +217,13 @@ export class ObservedCall implements ExchangeObserver {
 
   /** Parses a body collected whole (JSON, or one too short to tell). */
   #concludeCollected(complete: boolean): void {
-    const body = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+    const chunks = this.#chunks;
     this.#chunks = [];
-    const kind = this.#kind === "sniff" ? (sniffKind(body) ?? "sse") : this.#kind;
+    const whole = (): Buffer => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    let kind = this.#kind;
+    if (kind === "sniff") kind = sniffKind(whole()) ?? "sse";
     const extraction =
-      kind === "json" ? extractFromJson(body.toString("utf8")) : extractFromSse(body, this.#deps.limits.maxEventBytes);
+      kind === "json" ? extractFromJsonChunks(chunks, this.#size) : extractFromSse(whole(), this.#deps.limits.maxEventBytes);
     this.#conclude(extraction, complete);
   }
 
@@ -286,18 +288,9 @@ function bodyKind(contentType: string | undefined): BodyKind {
 
 /** A body without a telling content type: JSON if it opens like JSON, else an event stream. */
 function sniffKind(bytes: Uint8Array): "json" | "sse" | undefined {
-  const first = firstNonSpace(bytes);
+  const first = firstNonSpaceByte([bytes]);
   if (first === undefined) return undefined;
   return first === 0x7b /* { */ || first === 0x5b /* [ */ ? "json" : "sse";
-}
-
-function firstNonSpace(bytes: Uint8Array): number | undefined {
-  for (const byte of bytes) {
-    if (byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09 && byte !== 0xef && byte !== 0xbb && byte !== 0xbf) {
-      return byte;
-    }
-  }
-  return undefined;
 }
 
 /** The server or network cut the response short (as opposed to the app cancelling or aborting it). */
