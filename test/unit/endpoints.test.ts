@@ -293,4 +293,19 @@ describe("matchRequest", () => {
   test("returns the same Endpoint object as endpointForPath", () => {
     assert.equal(matchRequest(hosts, "https://api.mistral.ai", "/v1/audio/speech", "POST"), endpointForPath("/v1/audio/speech"));
   });
+
+  test("repeated paths (answered from a cache) keep the answer of their host's kind, in any order", () => {
+    for (let round = 0; round < 3; round++) {
+      assert.equal(matchRequest(hosts, "https://api.mistral.ai", "/chat/completions", "POST"), undefined);
+      assert.equal(matchRequest(hosts, "http://gw.local", "/chat/completions", "POST")?.kind, "chat");
+      assert.equal(matchRequest(hosts, "https://api.mistral.ai", "/v1/ocr", "POST"), undefined);
+    }
+  });
+
+  test("more distinct paths than the cache holds (conversation ids): every one answered as the first time", () => {
+    for (let i = 0; i < 600; i++) {
+      assert.equal(matchRequest(hosts, "https://api.mistral.ai", `/v1/conversations/conv_${i}`, "POST")?.kind, "conversations");
+      assert.equal(matchRequest(hosts, "https://api.mistral.ai", `/v1/conversations/conv_${i}/history`, "POST"), undefined);
+    }
+  });
 });
