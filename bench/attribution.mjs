@@ -3,21 +3,23 @@
 //   node bench/attribution.mjs [--measure instructions|cpu]
 //                              [--workloads fetch-json,fetch-sse,undici-json,undici-sse,foreign-fetch,foreign-undici]
 //                              [--node PATH] [--json FILE]
-//     instructions:  [--low 200] [--high 1200]
-//     cpu:           [--calls 20000] [--warmup 2000] [--runs 5] [--concurrency 1]
+//     instructions:  [--warmup 2000] [--low 200] [--high 1200]
+//     cpu:           [--warmup 2000] [--calls 20000] [--runs 5] [--concurrency 1]
 //
 // For each workload, the client (bench/client.mjs) runs with no preload (A), then with each stage of
 // the preload added in turn (bench/attribution/variant.mjs), then with the whole preload (B). The
 // difference between consecutive variants is what that stage costs per call.
 //
 // --measure instructions (the default): user-space instructions counted by valgrind's callgrind,
-// concurrency 1. Each variant runs twice, LOW and HIGH calls after the same warm-up;
-// (instructions(HIGH) - instructions(LOW)) / (HIGH - LOW) is the cost of one call with start-up,
-// warm-up and JIT compilation cancelled out. Repeatable to about 1 % between identical runs on a
-// quiet machine, but not under heavy load: how many event-loop turns a call takes depends on when
-// the server's answer arrives (undici JSON, no preload: 0.94 M instructions per call at load 1,
-// 1.02 M at load 18). Each variant costs two valgrind runs of about 20 s. It cannot see the kernel:
-// a system call is a few hundred instructions to callgrind, whatever the kernel spends on it.
+// concurrency 1. Each variant runs twice, LOW and HIGH calls after the same WARMUP calls;
+// (instructions(HIGH) - instructions(LOW)) / (HIGH - LOW) is the cost of one call with start-up
+// and warm-up cancelled out. The warm-up must be long enough for V8 to have compiled the hot code:
+// after 100 warm-up calls (this script's first version), undici JSON without the preload counted
+// 1,015k instructions per call, most of them compiling; after 3,000, 206k. Repeatable to about 1 %
+// between identical runs on a quiet machine, but not under heavy load: how many event-loop turns a
+// call takes depends on when the server's answer arrives. Each variant costs two valgrind runs of
+// about a minute. It cannot see the kernel: a system call is a few hundred instructions to
+// callgrind, whatever the kernel spends on it.
 //
 // --measure cpu: the CPU time (user + system, every thread) the client reports for its measured
 // calls, median of RUNS runs with the variants interleaved in each round. This is what the
@@ -91,7 +93,7 @@ function clientRun(stage, api, mode, calls, warmup, foreign) {
 }
 
 function instructions(stage, api, mode, calls, foreign) {
-  const run = clientRun(stage, api, mode, calls, 100, foreign);
+  const run = clientRun(stage, api, mode, calls, Number(values.warmup), foreign);
   // --single-threaded: no concurrent compilation or GC threads, whose scheduling under valgrind
   // made counts vary by 5 % between identical runs (1 % with it).
   const args = ["--tool=callgrind", "--callgrind-out-file=/dev/null", NODE, "--single-threaded", ...run.args];
