@@ -11,9 +11,9 @@
  * bracket (stepping over strings), a number or literal back to its first character.
  *
  * It answers only when it is sure, and otherwise returns undefined so that the caller parses the
- * whole body: the two members are not both among the members read before `budget` bytes from the
- * end, a key between them is written with escapes (it could spell `usage`), or the text is not
- * shaped like the end of an object. The last occurrence of a duplicated key is the one found first,
+ * whole body: the two members are not both among the last members in the bytes given, a key among
+ * those is written with escapes (it could spell `usage`), or the text is not shaped like the end of
+ * an object. The last occurrence of a duplicated key is the one found first,
  * as `JSON.parse` keeps the last one. What lies before the members read is not validated.
  */
 export interface TailMembers {
@@ -35,8 +35,8 @@ const USAGE = [0x75, 0x73, 0x61, 0x67, 0x65]; // usage
 const MODEL = [0x6d, 0x6f, 0x64, 0x65, 0x6c]; // model
 
 /**
- * `tail` holds the last bytes of the body (all of it, or at least `budget` bytes): nothing before
- * its start is looked at, so reaching it without an answer means "not sure".
+ * `tail` holds the last bytes of the body (all of it, or its last chunks): nothing before its start
+ * is looked at, so reaching it without an answer means "not sure".
  */
 export function membersFromTail(tail: Buffer): TailMembers | undefined {
   let i = skipSpaceBack(tail, tail.length - 1);
