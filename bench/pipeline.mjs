@@ -193,6 +193,29 @@ part("ObservedCall, json body, record() a no-op", 50_000, () => {
 });
 part("  of which: body.toString + JSON.parse + usage checks (extractFromJson)", 50_000, () => extractFromJson(JSON_BODY.toString("utf8")));
 part("  of which: JSON.parse alone", 50_000, () => JSON.parse(JSON_BODY.toString("latin1")));
+// An embeddings response of 32 inputs of 1,024 dimensions (about 400 KB), in 64 KiB reads, as
+// Mistral serializes it (data, then model and usage): the preload reads it from its end.
+const EMBEDDINGS_BODY = Buffer.from(
+  JSON.stringify({
+    id: "embd-bench",
+    object: "list",
+    data: Array.from({ length: 32 }, (_, index) => ({
+      object: "embedding",
+      embedding: Array.from({ length: 1024 }, (_, j) => Math.round(Math.sin(index * 1024 + j) * 1e8) / 1e9),
+      index,
+    })),
+    model: "mistral-embed",
+    usage: { prompt_tokens: 300, total_tokens: 300, completion_tokens: 0 },
+  }),
+);
+const EMBEDDINGS_READS = Array.from({ length: Math.ceil(EMBEDDINGS_BODY.length / 65536) }, (_, i) => EMBEDDINGS_BODY.subarray(i * 65536, (i + 1) * 65536));
+part(`ObservedCall, embeddings json body of ${EMBEDDINGS_BODY.length} bytes in ${EMBEDDINGS_READS.length} reads, record() a no-op`, 500, () => {
+  const call = new ObservedCall({ ...endpoint, ...(layout.seams ? {} : { kind: "embeddings" }) }, () => "label", deps);
+  call.responseStart(jsonHead);
+  for (const chunk of EMBEDDINGS_READS) call.responseData(chunk);
+  call.responseEnd();
+});
+part("  for comparison: the app's own toString + JSON.parse of that body", 100, () => JSON.parse(EMBEDDINGS_BODY.toString("utf8")));
 part("ObservedCall, sse 51 events in 51 reads, record() a no-op", 5_000, () => {
   const call = new ObservedCall(endpoint, () => "label", deps);
   call.responseStart(sseHead);
