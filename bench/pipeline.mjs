@@ -179,7 +179,7 @@ await tapped("br sse call (51 events, each flushed: 52 reads) through the taps, 
 
 // ---- the parts
 const hosts = new HostMatcher(["127.0.0.1:8080"]);
-part("matchRequest (host cached, path regex)", 200_000, () => matchRequest(hosts, ORIGIN, PATH, "POST"));
+part("matchRequest (host and path cached)", 200_000, () => matchRequest(hosts, ORIGIN, PATH, "POST"));
 const deps = { record: () => {}, warn: () => {}, limits: { maxBodyBytes: 32 << 20, maxEventBytes: 8 << 20, maxRequestBytes: 1 << 20 }, openStreams: new Set() };
 const chat = { kind: "chat", usageExpected: true, needsRequestModel: false };
 const endpoint = layout.seams ? { endpoint: chat, server: { address: "127.0.0.1", port: 8080 } } : chat;

@@ -61,13 +61,14 @@ export function logFileFromEnv(env: Env): { file: string; warning?: string } {
   return { file: raw };
 }
 
-function parseFlag(env: Env, name: string, warnings: string[]): boolean {
+/** An on/off variable: 1, true, yes, on or 0, false, no, off, empty; anything else is one warning and off. */
+export function parseFlag(env: Env, name: string, warnings: string[], whatOffMeans = ""): boolean {
   const raw = env[name];
   if (raw === undefined) return false;
   const value = raw.trim().toLowerCase();
   if (value === "1" || value === "true" || value === "yes" || value === "on") return true;
   if (value === "" || value === "0" || value === "false" || value === "no" || value === "off") return false;
-  warnings.push(`${name}="${raw}" is not 1 or 0; using 0`);
+  warnings.push(`${name}="${raw}" is not 1 or 0; using 0${whatOffMeans}`);
   return false;
 }
 

@@ -94,8 +94,8 @@ export function parseOptions(command: string, args: string[], options: Options, 
 }
 
 /** Writes text, waiting when the stream's buffer is full (a million merged rows must not pile up in memory). */
-export async function write(stream: NodeJS.WritableStream, text: string | Uint8Array): Promise<void> {
-  if (text.length === 0) return;
+export async function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  if (text === "") return;
   if (!stream.write(text)) await once(stream, "drain");
 }
 

@@ -5,7 +5,7 @@
  */
 import { open } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
-import { HEADER_FIELDS, checkHeader, checkRow, csvLine, sniffFormat, totalMismatch } from "../log/check.js";
+import { checkHeader, checkRow, csvLine, isHeader, sniffFormat, totalMismatch } from "../log/check.js";
 import type { LogRow } from "../log/check.js";
 import { formatTimestamp } from "../log/format.js";
 import { LogScanner, STOPPED } from "../log/scan.js";
@@ -144,7 +144,7 @@ export async function readLog(file: string, handlers: ReadHandlers, options: Rea
         report(line, "warning", "blank line");
         return;
       }
-      if (fields.length === HEADER_FIELDS.length && fields.every((f, i) => f === HEADER_FIELDS[i])) {
+      if (isHeader(fields)) {
         result.invalidRows++;
         report(line, "error", "the header line appears again: were logs joined with cat? Use mistral-usage merge to combine logs (one header, sorted, no duplicates)");
         handlers.invalid?.({ line, fields });

@@ -11,7 +11,7 @@ import { formatInt, printable } from "./format.js";
 import { HEADER_LINE, csvLine, parseTimestamp } from "../log/check.js";
 import type { LogRow } from "../log/check.js";
 import { readLog } from "./log-reader.js";
-import { progressFor } from "./progress.js";
+import { fileStep, progressFor } from "./progress.js";
 import { formatProblem } from "./validate.js";
 
 const HELP = `Usage: ${PROGRAM} merge -o OUT [options] FILE...
@@ -97,7 +97,7 @@ export const mergeCommand: Command = {
             shown++;
           },
         },
-        { whole: true, progress: (done, size) => progress.update(`reading ${printable(name)}${inputs.length > 1 ? ` (${index + 1} of ${inputs.length})` : ""}`, done, size) },
+        { whole: true, progress: (done, size) => progress.update(fileStep("reading", name, index, inputs.length), done, size) },
       );
       files.push(result.bytes ?? Buffer.alloc(0));
       if (result.fatal !== undefined) fatal = true;

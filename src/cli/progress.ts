@@ -4,6 +4,7 @@
  * is a pipe or a file, so scripts and logs never see it.
  */
 import { PROGRAM } from "./common.js";
+import { printable } from "./format.js";
 import type { Context } from "./common.js";
 
 export interface Progress {
@@ -43,4 +44,9 @@ export function progressFor(ctx: Context, command: string, now: () => number = (
       ctx.stderr.write("\r\u001b[2K");
     },
   };
+}
+
+/** The progress label of one file among several: `reading usage.csv (2 of 3)`. */
+export function fileStep(verb: string, name: string, index: number, count: number): string {
+  return `${verb} ${printable(name)}${count > 1 ? ` (${index + 1} of ${count})` : ""}`;
 }

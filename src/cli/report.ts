@@ -8,7 +8,7 @@ import type { GroupBy, TimeBound, UsageGroup, UsageSummary } from "./aggregate.j
 import { formatDuration, formatInt, formatUsd, printable, renderTable, shortTime, wrap } from "./format.js";
 import type { Column, Style } from "./format.js";
 import { readLog } from "./log-reader.js";
-import { progressFor } from "./progress.js";
+import { fileStep, progressFor } from "./progress.js";
 import type { PriceBook } from "./prices.js";
 
 const HELP = `Usage: ${PROGRAM} report [options] [FILE...]
@@ -97,7 +97,7 @@ export const reportCommand: Command = {
             warn(ctx, `${printable(name)}:${record.line}: skipped an invalid row (${PROGRAM} validate ${printable(name)} says why)`);
           },
         },
-        { progress: (done, size) => progress.update(`reading ${printable(name)}${files.length > 1 ? ` (${index + 1} of ${files.length})` : ""}`, done, size) },
+        { progress: (done, size) => progress.update(fileStep("reading", name, index, files.length), done, size) },
       );
       progress.clear();
       if (result.fatal !== undefined) {

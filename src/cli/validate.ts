@@ -5,7 +5,7 @@ import { formatInt, printable } from "./format.js";
 import type { Style } from "./format.js";
 import { HEADER_LINE } from "../log/check.js";
 import { readLog } from "./log-reader.js";
-import { progressFor } from "./progress.js";
+import { fileStep, progressFor } from "./progress.js";
 import type { FileResult, Problem } from "./log-reader.js";
 
 const HELP = `Usage: ${PROGRAM} validate [options] [FILE...]
@@ -64,7 +64,7 @@ export const validateCommand: Command = {
             hidden++;
           }
         },
-      }, { progress: (done, size) => progress.update(`checking ${printable(name)}${files.length > 1 ? ` (${index + 1} of ${files.length})` : ""}`, done, size) });
+      }, { progress: (done, size) => progress.update(fileStep("checking", name, index, files.length), done, size) });
       flush();
       progress.clear();
       if (hidden > 0) await write(ctx.stdout, `${name}: ${formatInt(hidden)} more problem${hidden === 1 ? "" : "s"} not shown (--max-problems 0 shows all)\n`);

@@ -242,12 +242,12 @@ class LayeredDecoder implements StreamDecoder {
   }
 
   push(chunk: Uint8Array): Buffer[] {
-    return this.#through(0, [chunk], false);
+    return this.#through([chunk], false);
   }
 
   end(): Buffer[] {
     try {
-      return this.#through(0, [], true);
+      return this.#through([], true);
     } finally {
       this.close();
     }
@@ -257,10 +257,9 @@ class LayeredDecoder implements StreamDecoder {
     for (const layer of this.#layers) layer.close();
   }
 
-  #through(from: number, input: readonly Uint8Array[], ending: boolean): Buffer[] {
+  #through(input: readonly Uint8Array[], ending: boolean): Buffer[] {
     let pieces = input as readonly Buffer[];
-    for (let i = from; i < this.#layers.length; i++) {
-      const layer = this.#layers[i]!;
+    for (const layer of this.#layers) {
       const out: Buffer[] = [];
       for (const piece of pieces) out.push(...layer.push(piece));
       if (ending) out.push(...layer.end());

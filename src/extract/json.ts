@@ -28,7 +28,7 @@ export function extractFromJsonChunks(chunks: readonly Buffer[], size: number): 
       }
     }
   }
-  const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks as Buffer[]);
+  const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
   return extractFromJson(body.toString("utf8"));
 }
 
@@ -47,7 +47,7 @@ function lastBytes(chunks: readonly Buffer[], count: number): Buffer {
   let first = chunks.length;
   let size = 0;
   while (first > 0 && size < count) size += chunks[--first]!.length;
-  return first === chunks.length - 1 ? chunks[first]! : Buffer.concat(chunks.slice(first) as Buffer[], size);
+  return first === chunks.length - 1 ? chunks[first]! : Buffer.concat(chunks.slice(first), size);
 }
 
 /**

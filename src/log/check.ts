@@ -63,9 +63,14 @@ export function sniffFormat(head: Uint8Array): Sniff {
   return { warnings };
 }
 
+/** Whether these fields are exactly the mandatory header. */
+export function isHeader(fields: readonly string[]): boolean {
+  return fields.length === COLUMN_COUNT && fields.every((f, i) => f === HEADER_FIELDS[i]);
+}
+
 /** Why the first record is not the mandatory header, or undefined when it is. */
 export function checkHeader(fields: readonly string[]): string | undefined {
-  if (fields.length === COLUMN_COUNT && fields.every((f, i) => f === HEADER_FIELDS[i])) return undefined;
+  if (isHeader(fields)) return undefined;
   const shown = fields.map((f) => display(f)).join(",");
   const only = fields[0] ?? "";
   if (fields.length === 1) {

@@ -275,8 +275,8 @@ export function createInterceptingProxy(options: ProxyOptions): InterceptingProx
       }
       const port = Number(named.port || (named.protocol === "https:" ? 443 : 80));
       const observed = forward.intercepts(named.hostname.replace(/^\[|\]$/g, ""), port);
-      const actual = observed && forward.redirect !== undefined ? forward.redirect : new URL(named.origin);
       const logical = new URL(named.origin);
+      const actual = observed && forward.redirect !== undefined ? forward.redirect : logical;
       return forwardExchange(req, res, { logical, actual, prefix: "", observed, rewriteHost: actual.host !== logical.host }, `${named.pathname}${named.search}`, ackEarly);
     }
     if (base === undefined) return refuse(res, 400, "this is the mistral-usage run proxy: send requests through it as a proxy (HTTPS_PROXY), not to it\n");

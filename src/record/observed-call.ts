@@ -177,7 +177,7 @@ export class ObservedCall implements ExchangeObserver {
   /** Bytes as the app reads them (decoded). */
   #take(chunk: Uint8Array): void {
     if (this.#state === "sniff") {
-      const sniffed = sniffKind(chunk);
+      const sniffed = sniffKind([chunk]);
       if (sniffed === undefined) return this.#collect(chunk);
       this.#kind = sniffed;
       if (this.#kind === "sse") this.#startLiveSse();
@@ -219,11 +219,11 @@ export class ObservedCall implements ExchangeObserver {
   #concludeCollected(complete: boolean): void {
     const chunks = this.#chunks;
     this.#chunks = [];
-    const whole = (): Buffer => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
-    let kind = this.#kind;
-    if (kind === "sniff") kind = sniffKind(whole()) ?? "sse";
+    const kind = this.#kind === "sniff" ? (sniffKind(chunks) ?? "sse") : this.#kind;
     const extraction =
-      kind === "json" ? extractFromJsonChunks(chunks, this.#size) : extractFromSse(whole(), this.#deps.limits.maxEventBytes);
+      kind === "json"
+        ? extractFromJsonChunks(chunks, this.#size)
+        : extractFromSse(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), this.#deps.limits.maxEventBytes);
     this.#conclude(extraction, complete);
   }
 
@@ -287,8 +287,8 @@ function bodyKind(contentType: string | undefined): BodyKind {
 }
 
 /** A body without a telling content type: JSON if it opens like JSON, else an event stream. */
-function sniffKind(bytes: Uint8Array): "json" | "sse" | undefined {
-  const first = firstNonSpaceByte([bytes]);
+function sniffKind(chunks: readonly Uint8Array[]): "json" | "sse" | undefined {
+  const first = firstNonSpaceByte(chunks);
   if (first === undefined) return undefined;
   return first === 0x7b /* { */ || first === 0x5b /* [ */ ? "json" : "sse";
 }

@@ -40,14 +40,6 @@ type Target =
   | { readonly kind: "file"; readonly fd: number; readonly dev: number; readonly ino: number; /** No smaller than the file, as far as we know. */ knownSize: number }
   | { readonly kind: "stream"; readonly fd: number; /** False for fd 1 and 2, which are the app's. */ readonly owned: boolean };
 
-/** A file that is not a usage log, as it was when refused: rows are dropped until it changes. */
-interface Refused {
-  readonly dev: number;
-  readonly ino: number;
-  readonly size: number;
-  readonly mtimeMs: number;
-}
-
 /** The file a header repair replaced, which writers that stat-ed it just before may still append to. */
 interface Orphan {
   readonly fd: number;
@@ -85,7 +77,8 @@ export class CsvLog implements UsageSink {
   #pending: UsageEvent[] = [];
   #flushScheduled = false;
   #target: Target | undefined;
-  #refused: Refused | undefined;
+  /** A file that is not a usage log, as it was when refused: rows are dropped until it changes. */
+  #refused: Identity | undefined;
   #orphan: Orphan | undefined;
   /** Whole rows copied from an orphaned file, written ahead of the next batch. */
   #carried = "";
@@ -166,7 +159,7 @@ export class CsvLog implements UsageSink {
       this.#carried = "";
       return;
     }
-    const text = this.#carried === "" ? formatRows(rows) : this.#carried + formatRows(rows);
+    const text = this.#carried + formatRows(rows);
     this.#carried = "";
     try {
       if (target.kind === "file") target.knownSize += writeAll(target.fd, text);
@@ -186,7 +179,7 @@ export class CsvLog implements UsageSink {
       if (target.kind === "stream") return target;
       const stat = fs.statSync(this.path, NO_THROW);
       // Ours only grows: a smaller file was truncated, maybe with a row of someone's already in it.
-      if (stat !== undefined && stat.ino === target.ino && stat.dev === target.dev && stat.size >= target.knownSize) {
+      if (stat !== undefined && isSameFile(stat, target) && stat.size >= target.knownSize) {
         target.knownSize = stat.size;
         return target;
       }
@@ -253,7 +246,7 @@ export class CsvLog implements UsageSink {
             // it is, and that process copies them over.
             if (!exiting) throw new Error("it has lost its header, and no lock file can be made next to it to put the header back");
             keepFd = true;
-            this.#target = { kind: "file", fd, dev: state.dev, ino: state.ino, knownSize: state.size };
+            this.#target = fileTarget(fd, state);
             return this.#target;
           }
         } finally {
@@ -265,7 +258,7 @@ export class CsvLog implements UsageSink {
         if (state.kind === "rows" && state.size <= MAX_REPAIR_BYTES) return AGAIN;
       }
       if (state.kind === "foreign" || state.kind === "rows") {
-        this.#refused = { dev: state.dev, ino: state.ino, size: state.size, mtimeMs: state.mtimeMs };
+        this.#refused = state;
         this.#warn(
           `${this.path}: ${state.difference}. It is not a usage log, so it is left untouched, and usage is not logged ` +
             `until it is moved away or emptied (or MISTRAL_USAGE_LOG names another file).`,
@@ -274,7 +267,7 @@ export class CsvLog implements UsageSink {
       }
       if (state.kind === "empty" || state.kind === "changed") return AGAIN;
       keepFd = true;
-      this.#target = { kind: "file", fd, dev: state.dev, ino: state.ino, knownSize: state.size };
+      this.#target = fileTarget(fd, state);
       return this.#target;
     } finally {
       if (!keepFd) closeQuietly(fd);
@@ -487,11 +480,15 @@ function splitCsvLine(line: string): string[] | undefined {
   }
 }
 
+function fileTarget(fd: number, file: Identity): Target {
+  return { kind: "file", fd, dev: file.dev, ino: file.ino, knownSize: file.size };
+}
+
 function isSameFile(stat: Fs.Stats | undefined, file: { dev: number; ino: number }): boolean {
   return stat !== undefined && stat.ino === file.ino && stat.dev === file.dev;
 }
 
-function isUnchanged(stat: Fs.Stats, seen: Refused): boolean {
+function isUnchanged(stat: Fs.Stats, seen: Identity): boolean {
   return stat.ino === seen.ino && stat.dev === seen.dev && stat.size === seen.size && stat.mtimeMs === seen.mtimeMs;
 }
 

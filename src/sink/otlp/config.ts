@@ -1,11 +1,13 @@
 /**
  * The OpenTelemetry metrics export's configuration, read from the standard OTEL_* variables.
- * Pure: no I/O, never throws. Part of the preload bundle, so it stays small and imports nothing.
+ * Pure: no I/O, never throws. Part of the preload bundle, so it stays small.
  *
  * Off unless MISTRAL_USAGE_OTLP=1: an app that sets OTEL_EXPORTER_OTLP_ENDPOINT for its own traces
  * must not start exporting our metrics by surprise. OTEL_SDK_DISABLED=true wins over it. While the
  * export is off, the OTEL_* variables are not even read (they belong to the app).
  */
+
+import { parseFlag } from "../../config.js";
 
 export type OtlpProtocol = "http/protobuf" | "http/json";
 export type Temporality = "cumulative" | "delta" | "lowmemory";
@@ -86,13 +88,7 @@ export function otlpConfigFromEnv(env: Env): { config: OtlpConfig | undefined; w
 function enabled(env: Env, warnings: string[]): boolean {
   // The specification: only a case-insensitive "true" disables the SDK.
   if (env[OTLP_ENV.sdkDisabled]?.trim().toLowerCase() === "true") return false;
-  const raw = env[OTLP_ENV.enable];
-  if (raw === undefined) return false;
-  const value = raw.trim().toLowerCase();
-  if (value === "1" || value === "true" || value === "yes" || value === "on") return true;
-  if (value === "" || value === "0" || value === "false" || value === "no" || value === "off") return false;
-  warnings.push(`${OTLP_ENV.enable}="${raw}" is not 1 or 0; using 0 (no metrics export)`);
-  return false;
+  return parseFlag(env, OTLP_ENV.enable, warnings, " (no metrics export)");
 }
 
 function metricsUrl(env: Env, warnings: string[]): string {

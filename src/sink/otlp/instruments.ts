@@ -4,6 +4,7 @@
  * the counters (otel-export.md, 1.1).
  */
 import type { EndpointKind } from "../../endpoints.js";
+import { UNKNOWN_MODEL } from "../../record/usage-event.js";
 import type { WireEvent } from "./wire.js";
 
 export const METRIC = {
@@ -49,7 +50,7 @@ export function callAttributes(event: WireEvent): Attributes {
     "gen_ai.operation.name": OPERATION[endpoint] ?? endpoint,
   };
   if (requestModel !== null) attributes["gen_ai.request.model"] = requestModel;
-  attributes["gen_ai.response.model"] = responseModel ?? requestModel ?? "unknown";
+  attributes["gen_ai.response.model"] = responseModel ?? requestModel ?? UNKNOWN_MODEL;
   attributes["server.address"] = address;
   attributes["server.port"] = port;
   return attributes;

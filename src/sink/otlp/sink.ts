@@ -11,6 +11,7 @@
  * worker pool that is terminated (no `exit` event runs in its threads) loses nothing either.
  */
 import type * as WorkerThreads from "node:worker_threads";
+import { ENV } from "../../config.js";
 import type { UsageEvent } from "../../record/usage-event.js";
 import { internalErrorReporter } from "../../report.js";
 import type { UsageSink } from "../sink.js";
@@ -162,7 +163,7 @@ export class OtlpSink implements UsageSink {
         transferList: [port2],
         // Not the app's NODE_OPTIONS or flags: the thread must not run our preload (or the app's loaders).
         execArgv: [],
-        env: { ...withoutNodeOptions(process.env), MISTRAL_USAGE_DISABLE: "1" },
+        env: { ...withoutNodeOptions(process.env), [ENV.disable]: "1" },
       });
       worker.unref();
       worker.on("error", (error) => {
