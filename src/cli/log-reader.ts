@@ -5,7 +5,7 @@
  */
 import { open } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
-import { checkHeader, checkRow, csvLine, isHeader, sniffFormat, totalMismatch } from "../log/check.js";
+import { checkHeader, checkRow, isHeader, rowLine, sniffFormat, totalMismatch } from "../log/check.js";
 import type { LogRow } from "../log/check.js";
 import { formatTimestamp } from "../log/format.js";
 import { LogScanner, STOPPED } from "../log/scan.js";
@@ -158,7 +158,8 @@ export async function readLog(file: string, handlers: ReadHandlers, options: Rea
           if (whole) {
             span.start = base + from;
             span.end = base + to;
-            span.canonical = `${buf.toString("utf8", from, to)}\n` === csvLine(fields);
+            // What merge would write for it, as the byte scanner decides for its rows (scan.ts).
+            span.canonical = `${buf.toString("utf8", from, to)}\n` === rowLine(checked.row);
           }
           handlers.row(checked.row, line, span);
         }

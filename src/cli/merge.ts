@@ -8,7 +8,7 @@ import { finished } from "node:stream/promises";
 import { DEFAULT_MAX_PROBLEMS, EXIT, EXIT_CODES_HELP, PROGRAM, UsageError, parseCountOption, parseOptions, resolveFiles, styleFor, warn, write } from "./common.js";
 import type { Command } from "./common.js";
 import { formatInt, printable } from "./format.js";
-import { HEADER_LINE, csvLine, parseTimestamp } from "../log/check.js";
+import { HEADER_LINE, csvLine, parseTimestamp, rowLine } from "../log/check.js";
 import type { LogRow } from "../log/check.js";
 import { readLog } from "./log-reader.js";
 import { fileStep, progressFor } from "./progress.js";
@@ -369,10 +369,6 @@ function uniqueLines(lines: readonly string[]): { lines: string[]; duplicates: n
 }
 
 /** A valid row as a CSV line, as it was written (counts in plain decimal). */
-function rowLine(row: LogRow): string {
-  return csvLine([row.timestamp, row.model, String(row.promptTokens), String(row.completionTokens), String(row.totalTokens)]);
-}
-
 /** The CSV line of an entry. */
 function entryLine(e: Entry): string {
   return e.text ?? (e.row === undefined ? "" : rowLine(e.row));

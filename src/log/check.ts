@@ -281,3 +281,8 @@ export function csvLine(fields: readonly string[]): string {
   for (let i = 0; i < fields.length; i++) line += (i === 0 ? "" : ",") + csvField(fields[i] as string);
   return `${line}\n`;
 }
+
+/** The line a row is written as: its timestamp as given, its counts as plain numbers (no leading zeros). */
+export function rowLine(row: LogRow): string {
+  return csvLine([row.timestamp, row.model, String(row.promptTokens), String(row.completionTokens), String(row.totalTokens)]);
+}

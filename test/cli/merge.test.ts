@@ -100,6 +100,14 @@ describe("merge", () => {
     assert.equal(r.stdout, `${HEADER}\n${ts(BASE_MICROS)},"a, ""b""",1,2,3\n`);
   });
 
+  test("counts with leading zeros come out plain, whatever form the row's timestamp has", async (t) => {
+    const dir = await tmp(t);
+    // A `Z` timestamp is read by the slow path, a `+00:00` one by the byte scanner: both write `7`.
+    await writeFile(join(dir, "a.csv"), `${HEADER}\n2026-01-01T00:00:00.000001Z,m,007,8,15\n2026-01-01T00:00:00.000002+00:00,m,007,8,15\n`);
+    const r = await cli(["merge", "-o", "-", "a.csv"], { cwd: dir });
+    assert.equal(r.stdout, `${HEADER}\n2026-01-01T00:00:00.000001Z,m,7,8,15\n2026-01-01T00:00:00.000002+00:00,m,7,8,15\n`);
+  });
+
   test("never overwrites an input: same name, symlink or hard link", async (t) => {
     const dir = await tmp(t);
     await writeLog(dir, "a.csv", rowsFor("a", 2, 0));
